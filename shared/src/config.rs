@@ -1,0 +1,487 @@
+//! The TOML configuration (`OKTA_RDS_SYNC_CONFIG`), as specified in DESIGN.md "Configuration contract".
+//!
+//! Parsing rejects unknown keys (a typo must not silently disable a safety option); [`Config::validate`]
+//! then checks what types cannot, naming the offending key (`targets[1].port`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::naming::UsernameSource;
+
+/// Environment variable holding the config path.
+pub const CONFIG_ENV: &str = "OKTA_RDS_SYNC_CONFIG";
+
+/// Largest body accepted by default: Lambda's own synchronous payload limit is 6 MB, and a batch of a few
+/// hundred Okta events is well under 2 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub hook: HookConfig,
+    #[serde(default)]
+    pub okta: OktaConfig,
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub grants: Vec<GrantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// Secret whose SecretString is the header value, or `{"current": "...", "previous": "..."}`.
+    pub secret_arn: String,
+    /// Header Okta sends the secret in (case-insensitive).
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// Optional durable fallback queue (used by the retry path).
+    pub retry_queue_url: Option<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// How long secrets are cached in memory.
+    #[serde(default = "default_secret_ttl")]
+    pub secret_ttl_seconds: u64,
+    /// Wall-clock budget for applying one delivery; Okta gives up after 3 s.
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OktaConfig {
+    #[serde(default)]
+    pub username: UsernameSource,
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+}
+
+impl Default for OktaConfig {
+    fn default() -> Self {
+        Self {
+            username: UsernameSource::default(),
+            lowercase: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    Mysql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOffboard {
+    /// NOLOGIN, strip grants, kill sessions, keep the role (owned objects survive).
+    #[default]
+    Disable,
+    /// Also drop the role (not implemented yet: rejected by validation).
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    pub engine: Engine,
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub database: String,
+    /// RDS-managed master secret: `{"username": "...", "password": "..."}`.
+    pub secret_arn: String,
+    /// PEM bundle to trust instead of the bundled RDS CA bundle.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub on_offboard: OnOffboard,
+    /// Schema holding facts, seen ids and the audit trail.
+    #[serde(default = "default_state_schema")]
+    pub state_schema: String,
+    /// NOLOGIN role every managed login role is a member of; only its members are ever altered.
+    #[serde(default = "default_marker_role")]
+    pub marker_role: String,
+    /// The role that switches a login to IAM authentication.
+    #[serde(default = "default_iam_role")]
+    pub iam_role: String,
+    /// Extra roles that must never be altered (the master user and RDS's own roles always are).
+    #[serde(default)]
+    pub protected_roles: Vec<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    /// Okta group id (`00g…`, preferred) or exact group name.
+    pub okta_group: String,
+    pub target: String,
+    pub roles: Vec<String>,
+    /// Allow granting a superuser / CREATEROLE / rds_superuser role (lets a person bypass IAM auth).
+    #[serde(default)]
+    pub allow_privileged: bool,
+}
+
+fn default_header() -> String {
+    "authorization".into()
+}
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_secret_ttl() -> u64 {
+    300
+}
+fn default_budget_ms() -> u64 {
+    2500
+}
+fn yes() -> bool {
+    true
+}
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_state_schema() -> String {
+    "okta_rds_sync".into()
+}
+fn default_marker_role() -> String {
+    "okta_rds_sync_managed".into()
+}
+fn default_iam_role() -> String {
+    "rds_iam".into()
+}
+fn default_connect_timeout_ms() -> u64 {
+    1500
+}
+
+/// A configuration problem; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// PostgreSQL's identifier limit, in bytes.
+pub const PG_MAX_IDENT_BYTES: usize = 63;
+
+impl Config {
+    /// The path from `OKTA_RDS_SYNC_CONFIG`, or `config.toml` next to the executable.
+    pub fn default_path() -> PathBuf {
+        if let Some(p) = std::env::var_os(CONFIG_ENV) {
+            return PathBuf::from(p);
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("config.toml")))
+            .unwrap_or_else(|| PathBuf::from("config.toml"))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate; `origin` only labels error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let hook = &self.hook;
+        if hook.secret_arn.trim().is_empty() {
+            return Err(invalid("hook.secret_arn", "must not be empty"));
+        }
+        if lambda_header_name_invalid(&hook.header) {
+            return Err(invalid("hook.header", "must be a valid HTTP header name"));
+        }
+        if hook.max_body_bytes == 0 {
+            return Err(invalid("hook.max_body_bytes", "must be greater than 0"));
+        }
+        if !(100..=2900).contains(&hook.budget_ms) {
+            return Err(invalid(
+                "hook.budget_ms",
+                "must be between 100 and 2900 (Okta waits 3 s)",
+            ));
+        }
+        if self.targets.is_empty() {
+            return Err(invalid(
+                "targets",
+                "at least one [[targets]] entry is required",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let key = |field: &str| format!("targets[{i}].{field}");
+            if t.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate target name {:?}", t.name),
+                ));
+            }
+            if t.engine == Engine::Mysql {
+                return Err(invalid(
+                    key("engine"),
+                    "\"mysql\" is not supported yet; use \"postgres\"",
+                ));
+            }
+            if t.on_offboard == OnOffboard::Drop {
+                return Err(invalid(
+                    key("on_offboard"),
+                    "\"drop\" is not supported yet; \"disable\" keeps the role locked and stripped",
+                ));
+            }
+            if t.host.trim().is_empty() {
+                return Err(invalid(key("host"), "must not be empty"));
+            }
+            if t.port == 0 {
+                return Err(invalid(key("port"), "must be between 1 and 65535"));
+            }
+            if t.secret_arn.trim().is_empty() {
+                return Err(invalid(key("secret_arn"), "must not be empty"));
+            }
+            for (field, value) in [
+                ("database", &t.database),
+                ("state_schema", &t.state_schema),
+                ("marker_role", &t.marker_role),
+                ("iam_role", &t.iam_role),
+            ] {
+                check_identifier(&key(field), value)?;
+            }
+            for (j, r) in t.protected_roles.iter().enumerate() {
+                check_identifier(&key(&format!("protected_roles[{j}]")), r)?;
+            }
+            if let Some(ca) = &t.ca_file
+                && !ca.is_file()
+            {
+                return Err(invalid(
+                    key("ca_file"),
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+            if t.connect_timeout_ms == 0 {
+                return Err(invalid(key("connect_timeout_ms"), "must be greater than 0"));
+            }
+        }
+        for (i, g) in self.grants.iter().enumerate() {
+            let key = |field: &str| format!("grants[{i}].{field}");
+            if g.okta_group.trim().is_empty() {
+                return Err(invalid(key("okta_group"), "must not be empty"));
+            }
+            let Some(target) = self.targets.iter().find(|t| t.name == g.target) else {
+                return Err(invalid(
+                    key("target"),
+                    format!("no [[targets]] entry is named {:?}", g.target),
+                ));
+            };
+            if g.roles.is_empty() {
+                return Err(invalid(key("roles"), "must list at least one role"));
+            }
+            for (j, r) in g.roles.iter().enumerate() {
+                let k = key(&format!("roles[{j}]"));
+                check_identifier(&k, r)?;
+                if *r == target.iam_role || *r == target.marker_role {
+                    return Err(invalid(
+                        k,
+                        format!("{r:?} is managed by okta-rds-sync itself"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The grants that apply to one target.
+    pub fn grants_for<'a>(&'a self, target: &'a str) -> impl Iterator<Item = &'a GrantConfig> + 'a {
+        self.grants.iter().filter(move |g| g.target == target)
+    }
+}
+
+fn check_identifier(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    if value.len() > PG_MAX_IDENT_BYTES {
+        return Err(invalid(
+            key,
+            format!("is longer than {PG_MAX_IDENT_BYTES} bytes"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(invalid(key, "must not contain NUL"));
+    }
+    Ok(())
+}
+
+/// RFC 9110 token characters only.
+fn lambda_header_name_invalid(name: &str) -> bool {
+    name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[hook]
+secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:okta-hook"
+
+[[targets]]
+name = "app-prod"
+engine = "postgres"
+host = "db.example"
+database = "app"
+secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:master"
+
+[[grants]]
+okta_group = "00g1abcdEFGHijkl0h8"
+target = "app-prod"
+roles = ["app_readonly"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.hook.header, "authorization");
+        assert_eq!(c.hook.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(c.okta.lowercase);
+        assert_eq!(c.okta.username, UsernameSource::Login);
+        let t = &c.targets[0];
+        assert_eq!((t.port, t.on_offboard), (5432, OnOffboard::Disable));
+        assert_eq!(t.state_schema, "okta_rds_sync");
+        assert_eq!(t.marker_role, "okta_rds_sync_managed");
+        assert_eq!(t.iam_role, "rds_iam");
+        assert_eq!(c.grants_for("app-prod").count(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = MINIMAL.replace(
+            "engine = \"postgres\"",
+            "engine = \"postgres\"\nallow_privilegd = true",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("allow_privilegd"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let cases = [
+            (
+                MINIMAL.replace("target = \"app-prod\"", "target = \"nope\""),
+                "grants[0].target",
+            ),
+            (
+                MINIMAL.replace("roles = [\"app_readonly\"]", "roles = []"),
+                "grants[0].roles",
+            ),
+            (
+                MINIMAL.replace("roles = [\"app_readonly\"]", "roles = [\"rds_iam\"]"),
+                "grants[0].roles[0]",
+            ),
+            (
+                MINIMAL.replace("host = \"db.example\"", "host = \"\""),
+                "targets[0].host",
+            ),
+            (
+                MINIMAL.replace("engine = \"postgres\"", "engine = \"mysql\""),
+                "targets[0].engine",
+            ),
+            (
+                MINIMAL.replace(
+                    "database = \"app\"",
+                    &format!("database = \"{}\"", "d".repeat(64)),
+                ),
+                "targets[0].database",
+            ),
+            (
+                MINIMAL.replace("[[targets]]", "[[targets]]\non_offboard = \"drop\""),
+                "targets[0].on_offboard",
+            ),
+            (
+                MINIMAL.replace("[hook]", "[hook]\nheader = \"bad header\""),
+                "hook.header",
+            ),
+            (
+                MINIMAL.replace("[hook]", "[hook]\nbudget_ms = 5000"),
+                "hook.budget_ms",
+            ),
+            (
+                MINIMAL.replace(
+                    "[[targets]]",
+                    "[[targets]]\nca_file = \"/nonexistent/ca.pem\"",
+                ),
+                "targets[0].ca_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = parse(&text).expect_err(key).to_string();
+            assert!(err.contains(key), "expected {key} in {err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_targets_and_empty_targets_are_rejected() {
+        let two = MINIMAL.replacen(
+            "[[grants]]",
+            &format!(
+                "{}\n[[grants]]",
+                &MINIMAL[MINIMAL.find("[[targets]]").unwrap()..MINIMAL.find("[[grants]]").unwrap()]
+            ),
+            1,
+        );
+        assert!(
+            parse(&two)
+                .unwrap_err()
+                .to_string()
+                .contains("targets[1].name")
+        );
+        let none = "[hook]\nsecret_arn = \"x\"\ntargets = []\n";
+        assert!(parse(none).unwrap_err().to_string().contains("targets"));
+    }
+
+    #[test]
+    fn unparsable_toml_reports_the_file() {
+        let err = parse("[hook\n").unwrap_err().to_string();
+        assert!(err.starts_with("config file test.toml"), "{err}");
+    }
+}

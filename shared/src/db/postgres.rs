@@ -1,0 +1,796 @@
+//! Applying deliveries to a PostgreSQL target.
+//!
+//! One connection per target, kept across warm invocations and checked before use. Per delivery, one
+//! transaction: claim the delivery and event ids, lock the touched users, record facts, read facts and
+//! catalog back, plan, run each user's steps inside a savepoint, write the audit rows, check the master
+//! user is not locked out, commit. Live sessions are terminated after the commit, and re-checked until none
+//! is left.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::audit::{AuditEntry, Outcome};
+use crate::config::{Config, TargetConfig};
+use crate::error::{SyncError, classify_pg};
+use crate::journal::{FactBatch, UserFacts, UserStatus, facts_of};
+use crate::okta::{GroupRef, OktaEvent};
+use crate::plan::{ActualRole, ActualRoles, Mapping, UserPlan, plan_user};
+use crate::secrets::Secrets;
+use crate::sql::postgres as sql;
+
+/// How a delivery reached us: its id and when it was received (offboarding durations count from here).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub delivery_id: String,
+    pub at: Instant,
+}
+
+/// What one delivery did on one target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TargetSummary {
+    pub target: String,
+    pub duplicate_delivery: bool,
+    pub new_events: usize,
+    pub duplicate_events: usize,
+    pub users: usize,
+    pub changes: usize,
+    pub refused: usize,
+    pub failed: usize,
+    pub sessions_terminated: i64,
+}
+
+pub struct PgTarget {
+    cfg: TargetConfig,
+    mapping: Mapping,
+    /// `(grant index, roles, allow_privileged)` for the start-up checks.
+    grants: Vec<(usize, Vec<String>, bool)>,
+    state: sql::StateSql,
+    protected: Vec<String>,
+    tls: Option<MakeRustlsConnect>,
+    conn: Option<Connection>,
+    bootstrapped: bool,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("name", &self.cfg.name)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct Connection {
+    client: Client,
+    server_version: i32,
+}
+
+impl PgTarget {
+    pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
+        let state = sql::StateSql::new(&cfg.state_schema)
+            .map_err(|e| SyncError::Permanent(format!("state_schema: {e}")))?;
+        let mapping = Mapping::new(config, &cfg.name);
+        let mut protected: Vec<String> = [
+            "rds_superuser",
+            "rdsadmin",
+            "rdsrepladmin",
+            "rds_password",
+            "rds_replication",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        protected.extend([cfg.iam_role.clone(), cfg.marker_role.clone()]);
+        protected.extend(cfg.protected_roles.iter().cloned());
+        protected.extend(mapping.managed_roles());
+        let grants = config
+            .grants
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.target == cfg.name)
+            .map(|(i, g)| (i, g.roles.clone(), g.allow_privileged))
+            .collect();
+        Ok(Self {
+            cfg: cfg.clone(),
+            mapping,
+            grants,
+            state,
+            protected,
+            tls: None,
+            conn: None,
+            bootstrapped: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// A working connection: the kept one if it still answers, else a new one (re-reading the master
+    /// secret once if the password was rotated), bootstrapped on first use.
+    async fn connection(&mut self, secrets: &Secrets) -> Result<&mut Connection, SyncError> {
+        let alive = match &self.conn {
+            Some(c) if !c.client.is_closed() => c.client.simple_query("SELECT 1").await.is_ok(),
+            _ => false,
+        };
+        if !alive {
+            self.conn = None;
+            let conn = match self.connect(secrets, false).await {
+                Err(SyncError::Auth(first)) => {
+                    tracing::warn!(target = %self.cfg.name, error = %first, "master password rejected; re-reading the secret");
+                    self.connect(secrets, true).await?
+                }
+                other => other?,
+            };
+            if !self.bootstrapped {
+                self.bootstrap(&conn).await?;
+                self.bootstrapped = true;
+            }
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| SyncError::Transient("connection lost".into()))
+    }
+
+    async fn connect(&mut self, secrets: &Secrets, refresh: bool) -> Result<Connection, SyncError> {
+        let creds = secrets
+            .master_credentials(&self.cfg.secret_arn, refresh)
+            .await
+            .map_err(|e| SyncError::Transient(e.to_string()))?;
+        if self.tls.is_none() {
+            let tls = crate::tls::client_config(self.cfg.ca_file.as_deref())
+                .map_err(|e| SyncError::Permanent(e.to_string()))?;
+            self.tls = Some(MakeRustlsConnect::new(tls));
+        }
+        let tls = self
+            .tls
+            .clone()
+            .ok_or_else(|| SyncError::Permanent("TLS not configured".into()))?;
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&self.cfg.host)
+            .port(self.cfg.port)
+            .dbname(&self.cfg.database)
+            .user(&creds.username)
+            .password(creds.password.as_bytes())
+            .ssl_mode(SslMode::Require)
+            .application_name("okta-rds-sync")
+            .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms));
+        let (client, connection) = pg
+            .connect(tls)
+            .await
+            .map_err(|e| classify_pg("connect", &e))?;
+        let target = self.cfg.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(%target, error = %e, "database connection closed");
+            }
+        });
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| classify_pg("server version", &e))?
+            .get(0);
+        Ok(Connection {
+            client,
+            server_version: version,
+        })
+    }
+
+    /// Create the marker role and the state schema, then refuse to run on an unsafe target.
+    async fn bootstrap(&self, conn: &Connection) -> Result<(), SyncError> {
+        let client = &conn.client;
+        let name = &self.cfg.name;
+        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+        let marker = sql::quote_ident(&self.cfg.marker_role)
+            .map_err(|e| SyncError::Permanent(e.to_string()))?;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&self.cfg.marker_role],
+            )
+            .await
+            .map_err(pg("marker role"))?;
+        if exists.is_none() {
+            let created = client
+                .batch_execute(&format!(
+                    "CREATE ROLE {marker} NOLOGIN; COMMENT ON ROLE {marker} IS 'okta-rds-sync: members are managed login roles'"
+                ))
+                .await;
+            match created {
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
+                other => other.map_err(pg("create marker role"))?,
+            }
+        }
+        let ddl = sql::state_schema_ddl(&self.cfg.state_schema)
+            .map_err(|e| SyncError::Permanent(e.to_string()))?;
+        let script = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:bootstrap', 0)); {}; COMMIT",
+            ddl.join("; ")
+        );
+        if let Err(e) = client.batch_execute(&script).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(classify_pg("create state schema", &e));
+        }
+
+        let iam = &self.cfg.iam_role;
+        let existing = |names: Vec<String>| async move {
+            let rows = client
+                .query(sql::EXISTING_ROLES, &[&names])
+                .await
+                .map_err(pg("read roles"))?;
+            Ok::<BTreeSet<String>, SyncError>(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        };
+        if existing(vec![iam.clone()]).await?.is_empty() {
+            return Err(SyncError::Permanent(format!(
+                "target {name}: role {iam:?} does not exist (is IAM database authentication enabled?)"
+            )));
+        }
+        let master_inherits: bool = client
+            .query_one(sql::MASTER_INHERITS_ROLE, &[iam])
+            .await
+            .map_err(pg("master check"))?
+            .get(0);
+        if master_inherits {
+            return Err(SyncError::Permanent(format!(
+                "target {name}: the master user has the privileges of {iam:?}; refusing to run (its password login is disabled on RDS)"
+            )));
+        }
+        let mapped: Vec<String> = self
+            .mapping
+            .managed_roles()
+            .into_iter()
+            .filter(|r| r != iam)
+            .collect();
+        let found = existing(mapped.clone()).await?;
+        let missing: Vec<&String> = mapped.iter().filter(|r| !found.contains(*r)).collect();
+        if !missing.is_empty() {
+            return Err(SyncError::Permanent(format!(
+                "target {name}: mapped roles do not exist: {missing:?}"
+            )));
+        }
+        for (index, roles, allow_privileged) in &self.grants {
+            if *allow_privileged {
+                continue;
+            }
+            let rows = client
+                .query(sql::PRIVILEGED_ROLES, &[roles])
+                .await
+                .map_err(pg("privilege check"))?;
+            if let Some(row) = rows.first() {
+                let role: String = row.get(0);
+                return Err(SyncError::Permanent(format!(
+                    "grants[{index}]: role {role:?} is privileged (superuser, CREATEROLE, BYPASSRLS or rds_superuser); \
+                     set allow_privileged = true on that grant if this is intended"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply the events of one delivery.
+    pub async fn apply(
+        &mut self,
+        secrets: &Secrets,
+        received: &Received,
+        events: &[OktaEvent],
+    ) -> Result<TargetSummary, SyncError> {
+        let name = self.cfg.name.clone();
+        let marker = self.cfg.marker_role.clone();
+        let iam = self.cfg.iam_role.clone();
+        let mapping = self.mapping.clone();
+        let state = self.state.clone();
+        let protected = self.protected.clone();
+        let conn = self.connection(secrets).await?;
+        let server_version = conn.server_version;
+        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+        let mut summary = TargetSummary {
+            target: name.clone(),
+            ..TargetSummary::default()
+        };
+
+        let tx = conn.client.transaction().await.map_err(pg("begin"))?;
+        let mut settings =
+            String::from("SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '2s'");
+        if server_version >= 160_000 {
+            // PG16+: do not make the master a member of the roles it creates (it would inherit rds_iam).
+            settings.push_str("; SET LOCAL createrole_self_grant = ''");
+        }
+        tx.batch_execute(&settings)
+            .await
+            .map_err(pg("session settings"))?;
+
+        if tx
+            .query_opt(&state.claim_delivery, &[&received.delivery_id])
+            .await
+            .map_err(pg("claim delivery"))?
+            .is_none()
+        {
+            tx.rollback().await.map_err(pg("rollback"))?;
+            summary.duplicate_delivery = true;
+            summary.duplicate_events = events.len();
+            return Ok(summary);
+        }
+        let new_uuids = claim_events(&tx, &state, events).await?;
+        let fresh: Vec<&OktaEvent> = events
+            .iter()
+            .filter(|e| new_uuids.contains(&e.uuid))
+            .collect();
+        summary.new_events = fresh.len();
+        summary.duplicate_events = events.len() - fresh.len();
+
+        // Which users this delivery touches, and through which events (for the audit trail).
+        let mut touched: BTreeMap<String, Vec<&OktaEvent>> = BTreeMap::new();
+        for e in &fresh {
+            if let Some(u) = &e.user {
+                touched.entry(u.id.clone()).or_default().push(e);
+            }
+        }
+        let ids: Vec<String> = touched.keys().cloned().collect();
+        tx.query_one(sql::LOCK_USERS, &[&ids])
+            .await
+            .map_err(pg("lock users"))?;
+
+        let batch = FactBatch::reduce(fresh.iter().flat_map(|e| facts_of(e)).filter(|f| match f {
+            crate::journal::Fact::Membership { group, .. }
+            | crate::journal::Fact::GroupDeleted { group, .. } => mapping.group_is_mapped(group),
+            _ => true,
+        }));
+        for (group, stamp) in &batch.deleted_groups {
+            tx.execute(
+                &state.upsert_deleted_group,
+                &[&group.id, &stamp.published, &stamp.uuid],
+            )
+            .await
+            .map_err(pg("record group deletion"))?;
+            let rows = tx
+                .query(
+                    &state.void_group_memberships,
+                    &[&group.id, &stamp.published, &stamp.uuid],
+                )
+                .await
+                .map_err(pg("end group memberships"))?;
+            let event = fresh.iter().find(|e| e.uuid == stamp.uuid);
+            let extra: Vec<String> = rows
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|u| !touched.contains_key(u))
+                .collect();
+            tx.query_one(sql::LOCK_USERS, &[&extra])
+                .await
+                .map_err(pg("lock users"))?;
+            for user in rows.iter().map(|r| r.get::<_, String>(0)) {
+                touched.entry(user).or_default().extend(event.copied());
+            }
+        }
+        write_facts(&tx, &state, &batch).await?;
+
+        let users: Vec<String> = touched.keys().cloned().collect();
+        summary.users = users.len();
+        let facts = read_facts(&tx, &state, &users).await?;
+        let mut candidates: Vec<String> = Vec::new();
+        for f in facts.values() {
+            candidates.extend(f.role_name.clone());
+            if let Some(Ok(n)) = f.login.as_deref().map(|l| mapping.naming.role_name(l)) {
+                candidates.push(n);
+            }
+        }
+        let roles = read_roles(&tx, &candidates, &marker, &protected).await?;
+
+        let mut audit: Vec<AuditEntry> = Vec::new();
+        let mut recorded: Vec<(String, String)> = Vec::new();
+        let mut offboarded: Vec<(String, String, Vec<String>, String, bool)> = Vec::new();
+        for (okta_id, user_facts) in &facts {
+            let by_login = user_facts
+                .login
+                .as_deref()
+                .and_then(|l| mapping.naming.role_name(l).ok())
+                .and_then(|n| roles.get(&n));
+            let recorded_role = user_facts.role_name.as_ref().and_then(|n| roles.get(n));
+            let plan = plan_user(
+                user_facts,
+                ActualRoles {
+                    recorded: recorded_role,
+                    by_login,
+                },
+                &mapping,
+            );
+            let evs = touched.get(okta_id).map(Vec::as_slice).unwrap_or_default();
+            let uuids: Vec<String> = evs.iter().map(|e| e.uuid.clone()).collect();
+            let actor = evs
+                .iter()
+                .max_by_key(|e| e.published)
+                .map(|e| e.actor.clone())
+                .unwrap_or_default();
+            let entry =
+                |action: &str, role: Option<String>, detail: Option<String>, outcome| AuditEntry {
+                    target: name.clone(),
+                    delivery_id: received.delivery_id.clone(),
+                    event_uuids: uuids.clone(),
+                    actor: actor.clone(),
+                    okta_id: Some(okta_id.clone()),
+                    role,
+                    action: action.to_owned(),
+                    detail,
+                    outcome,
+                    duration_ms: ms(received.at.elapsed()),
+                };
+            for r in &plan.refusals {
+                summary.refused += 1;
+                audit.push(entry(
+                    r.code(),
+                    r.role().map(str::to_owned),
+                    Some(r.to_string()),
+                    Outcome::Refused,
+                ));
+            }
+            match run_steps(&tx, &plan, &marker).await? {
+                Ok(()) => {
+                    for step in &plan.steps {
+                        summary.changes += 1;
+                        audit.push(entry(
+                            sql::step_action(step),
+                            plan.role.clone(),
+                            Some(step_detail(step)),
+                            Outcome::Applied,
+                        ));
+                    }
+                    if let Some(role) = &plan.role
+                        && user_facts.role_name.as_ref() != Some(role)
+                    {
+                        recorded.push((okta_id.clone(), role.clone()));
+                    }
+                    if plan.terminate_sessions
+                        && let Some(role) = &plan.role
+                    {
+                        offboarded.push((
+                            okta_id.clone(),
+                            role.clone(),
+                            uuids.clone(),
+                            actor.clone(),
+                            !plan.steps.is_empty(),
+                        ));
+                    }
+                }
+                Err(message) => {
+                    summary.failed += 1;
+                    audit.push(entry(
+                        "apply",
+                        plan.role.clone(),
+                        Some(message),
+                        Outcome::Failed,
+                    ));
+                }
+            }
+        }
+        if !recorded.is_empty() {
+            let (ids, names): (Vec<String>, Vec<String>) = recorded.into_iter().unzip();
+            tx.execute(&state.record_roles, &[&ids, &names])
+                .await
+                .map_err(pg("record roles"))?;
+        }
+        insert_audit(&tx, &state, &received.delivery_id, &audit).await?;
+        let master_locked_out: bool = tx
+            .query_one(sql::MASTER_INHERITS_ROLE, &[&iam])
+            .await
+            .map_err(pg("master check"))?
+            .get(0);
+        if master_locked_out {
+            tx.rollback().await.map_err(pg("rollback"))?;
+            return Err(SyncError::Permanent(format!(
+                "target {name}: these changes would give the master user the privileges of {iam:?}; rolled back"
+            )));
+        }
+        tx.commit().await.map_err(pg("commit"))?;
+        for entry in &audit {
+            entry.log();
+        }
+
+        // After commit: kill sessions of every role that lost access, and prove none is left.
+        let mut session_audit = Vec::new();
+        for (okta_id, role, uuids, actor, changed) in offboarded {
+            let (terminated, remaining) = terminate_sessions(&conn.client, &role).await?;
+            summary.sessions_terminated += terminated;
+            if changed || terminated > 0 || remaining > 0 {
+                session_audit.push(AuditEntry {
+                    target: name.clone(),
+                    delivery_id: received.delivery_id.clone(),
+                    event_uuids: uuids,
+                    actor,
+                    okta_id: Some(okta_id),
+                    role: Some(role),
+                    action: "terminate_sessions".into(),
+                    detail: Some(format!("{terminated} terminated, {remaining} remaining")),
+                    outcome: if remaining == 0 {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Failed
+                    },
+                    duration_ms: ms(received.at.elapsed()),
+                });
+            }
+        }
+        if !session_audit.is_empty() {
+            let tx = conn.client.transaction().await.map_err(pg("begin"))?;
+            insert_audit(&tx, &state, &received.delivery_id, &session_audit).await?;
+            tx.commit().await.map_err(pg("commit"))?;
+            for entry in &session_audit {
+                entry.log();
+            }
+        }
+        Ok(summary)
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn step_detail(step: &crate::plan::Step) -> String {
+    use crate::plan::Step;
+    match step {
+        Step::Create { role } => format!("created {role}"),
+        Step::Rename { from, to } => format!("{from} -> {to}"),
+        Step::SetLogin { login, .. } => if *login { "LOGIN" } else { "NOLOGIN" }.to_owned(),
+        Step::Grant { granted, .. } => format!("granted {granted}"),
+        Step::Revoke { granted, .. } => format!("revoked {granted}"),
+    }
+}
+
+async fn claim_events(
+    tx: &Transaction<'_>,
+    state: &sql::StateSql,
+    events: &[OktaEvent],
+) -> Result<HashSet<String>, SyncError> {
+    let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let published: Vec<DateTime<Utc>> = events.iter().map(|e| e.published).collect();
+    let rows = tx
+        .query(&state.claim_events, &[&uuids, &types, &published])
+        .await
+        .map_err(|e| classify_pg("claim events", &e))?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+async fn write_facts(
+    tx: &Transaction<'_>,
+    state: &sql::StateSql,
+    batch: &FactBatch,
+) -> Result<(), SyncError> {
+    let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+    if !batch.logins.is_empty() {
+        let (u, l, p, id): (Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>, Vec<&str>) = unzip4(
+            batch
+                .logins
+                .iter()
+                .map(|(u, l, s)| (u.as_str(), l.as_str(), s.published, s.uuid.as_str())),
+        );
+        tx.execute(&state.upsert_logins, &[&u, &l, &p, &id])
+            .await
+            .map_err(pg("record logins"))?;
+    }
+    if !batch.statuses.is_empty() {
+        let (u, st, p, id): (Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>, Vec<&str>) = unzip4(
+            batch
+                .statuses
+                .iter()
+                .map(|(u, st, s)| (u.as_str(), st.as_str(), s.published, s.uuid.as_str())),
+        );
+        tx.execute(&state.upsert_statuses, &[&u, &st, &p, &id])
+            .await
+            .map_err(pg("record statuses"))?;
+    }
+    if !batch.memberships.is_empty() {
+        let m = &batch.memberships;
+        let users: Vec<&str> = m.iter().map(|x| x.0.as_str()).collect();
+        let gids: Vec<&str> = m.iter().map(|x| x.1.id.as_str()).collect();
+        let gnames: Vec<&str> = m.iter().map(|x| x.1.name.as_str()).collect();
+        let member: Vec<bool> = m.iter().map(|x| x.2).collect();
+        let published: Vec<DateTime<Utc>> = m.iter().map(|x| x.3.published).collect();
+        let uuids: Vec<&str> = m.iter().map(|x| x.3.uuid.as_str()).collect();
+        tx.execute(
+            &state.upsert_memberships,
+            &[&users, &gids, &gnames, &member, &published, &uuids],
+        )
+        .await
+        .map_err(pg("record memberships"))?;
+    }
+    Ok(())
+}
+
+fn unzip4<A, B, C, D>(
+    items: impl Iterator<Item = (A, B, C, D)>,
+) -> (Vec<A>, Vec<B>, Vec<C>, Vec<D>) {
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (w, x, y, z) in items {
+        a.push(w);
+        b.push(x);
+        c.push(y);
+        d.push(z);
+    }
+    (a, b, c, d)
+}
+
+async fn read_facts(
+    tx: &Transaction<'_>,
+    state: &sql::StateSql,
+    users: &[String],
+) -> Result<BTreeMap<String, UserFacts>, SyncError> {
+    let mut facts: BTreeMap<String, UserFacts> = BTreeMap::new();
+    let rows = tx
+        .query(&state.read_users, &[&users])
+        .await
+        .map_err(|e| classify_pg("read users", &e))?;
+    for r in rows {
+        let okta_id: String = r.get(0);
+        let status: Option<String> = r.get(2);
+        facts.insert(
+            okta_id.clone(),
+            UserFacts {
+                okta_id,
+                login: r.get(1),
+                status: status.as_deref().and_then(UserStatus::parse),
+                groups: Vec::new(),
+                role_name: r.get(3),
+            },
+        );
+    }
+    let rows = tx
+        .query(&state.read_memberships, &[&users])
+        .await
+        .map_err(|e| classify_pg("read memberships", &e))?;
+    for r in rows {
+        if let Some(f) = facts.get_mut(&r.get::<_, String>(0)) {
+            f.groups.push(GroupRef {
+                id: r.get(1),
+                name: r.get(2),
+            });
+        }
+    }
+    Ok(facts)
+}
+
+async fn read_roles(
+    tx: &Transaction<'_>,
+    names: &[String],
+    marker: &str,
+    protected: &[String],
+) -> Result<BTreeMap<String, ActualRole>, SyncError> {
+    let rows = tx
+        .query(sql::READ_ROLES, &[&names, &marker, &protected])
+        .await
+        .map_err(|e| classify_pg("read roles", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let comment: Option<String> = r.get(3);
+            let member_of: Vec<String> = r.get(4);
+            let role = ActualRole {
+                name: name.clone(),
+                can_login: r.get(1),
+                protected: r.get(2),
+                okta_id: sql::okta_id_from_comment(comment.as_deref()),
+                member_of: member_of.into_iter().collect(),
+                managed: r.get(5),
+                master_inherits: r.get(6),
+            };
+            (name, role)
+        })
+        .collect())
+}
+
+/// Run one user's steps inside a savepoint. A transient error aborts the delivery (`Err`); a permanent
+/// one (say, a permission error) is rolled back to the savepoint and reported (`Ok(Err(message))`) so the
+/// other users of the delivery still converge.
+async fn run_steps(
+    tx: &Transaction<'_>,
+    plan: &UserPlan,
+    marker: &str,
+) -> Result<Result<(), String>, SyncError> {
+    if plan.steps.is_empty() {
+        return Ok(Ok(()));
+    }
+    let mut script = String::from("SAVEPOINT okta_rds_sync_user");
+    for step in &plan.steps {
+        let statements = sql::render_step(step, marker, &plan.okta_id)
+            .map_err(|e| SyncError::Permanent(e.to_string()));
+        match statements {
+            Ok(s) => {
+                for stmt in s {
+                    script.push_str(";\n");
+                    script.push_str(&stmt);
+                }
+            }
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+    script.push_str(";\nRELEASE SAVEPOINT okta_rds_sync_user");
+    match tx.batch_execute(&script).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e) => {
+            let err = classify_pg("apply", &e);
+            if err.is_transient() {
+                return Err(err);
+            }
+            tx.batch_execute(
+                "ROLLBACK TO SAVEPOINT okta_rds_sync_user; RELEASE SAVEPOINT okta_rds_sync_user",
+            )
+            .await
+            .map_err(|e| classify_pg("rollback to savepoint", &e))?;
+            Ok(Err(err.to_string()))
+        }
+    }
+}
+
+async fn insert_audit(
+    tx: &Transaction<'_>,
+    state: &sql::StateSql,
+    delivery_id: &str,
+    entries: &[AuditEntry],
+) -> Result<(), SyncError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&AuditEntry) -> Option<String>| {
+        entries.iter().map(f).collect::<Vec<Option<String>>>()
+    };
+    let uuids = col(|e| Some(e.event_uuids.join(",")));
+    let actors = col(|e| Some(e.actor.clone()));
+    let users = col(|e| e.okta_id.clone());
+    let roles = col(|e| e.role.clone());
+    let actions = col(|e| Some(e.action.clone()));
+    let details = col(|e| e.detail.clone());
+    let outcomes = col(|e| Some(e.outcome.as_str().to_owned()));
+    let durations: Vec<f64> = entries.iter().map(|e| e.duration_ms).collect();
+    tx.execute(
+        &state.insert_audit,
+        &[
+            &delivery_id,
+            &uuids,
+            &actors,
+            &users,
+            &roles,
+            &actions,
+            &details,
+            &outcomes,
+            &durations,
+        ],
+    )
+    .await
+    .map_err(|e| classify_pg("write audit", &e))?;
+    Ok(())
+}
+
+/// Terminate every session of `role` and re-check until none is left (bounded). Returns
+/// `(terminated, remaining)`.
+async fn terminate_sessions(client: &Client, role: &str) -> Result<(i64, i64), SyncError> {
+    let mut terminated = 0;
+    for attempt in 0..5 {
+        let killed: i64 = client
+            .query_one(sql::TERMINATE_SESSIONS, &[&role])
+            .await
+            .map_err(|e| classify_pg("terminate sessions", &e))?
+            .get(0);
+        terminated += killed;
+        let remaining: i64 = client
+            .query_one(sql::COUNT_SESSIONS, &[&role])
+            .await
+            .map_err(|e| classify_pg("count sessions", &e))?
+            .get(0);
+        if remaining == 0 {
+            return Ok((terminated, 0));
+        }
+        if attempt == 4 {
+            return Ok((terminated, remaining));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((terminated, 0))
+}

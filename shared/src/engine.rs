@@ -1,0 +1,73 @@
+//! The engine: a delivery in, every target converged (or a classified error per target) out.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::db::{Received, Target, TargetSummary};
+use crate::error::SyncError;
+use crate::okta::Delivery;
+use crate::secrets::Secrets;
+
+#[derive(Debug)]
+pub struct Engine {
+    secrets: Secrets,
+    targets: Vec<Mutex<Target>>,
+    budget: Duration,
+}
+
+/// What happened on each target.
+#[derive(Debug)]
+pub struct DeliveryReport {
+    pub targets: Vec<(String, Result<TargetSummary, SyncError>)>,
+}
+
+impl DeliveryReport {
+    pub fn all_applied(&self) -> bool {
+        self.targets.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+impl Engine {
+    pub fn new(config: &Config, secrets: Secrets) -> Result<Self, SyncError> {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| Target::new(t, config).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            secrets,
+            targets,
+            budget: Duration::from_millis(config.hook.budget_ms),
+        })
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Apply a verified delivery to every target, each within the time budget.
+    pub async fn apply(&self, delivery: &Delivery, received: &Received) -> DeliveryReport {
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for target in &self.targets {
+            let mut target = target.lock().await;
+            let name = target.name().to_owned();
+            let result = tokio::time::timeout(
+                self.budget,
+                target.apply(&self.secrets, received, &delivery.events),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(SyncError::Transient(format!(
+                    "target {name}: time budget exceeded"
+                )))
+            });
+            if let Err(e) = &result {
+                tracing::error!(db_target = %name, delivery_id = %received.delivery_id, error = %e, "delivery not applied");
+            }
+            targets.push((name, result));
+        }
+        DeliveryReport { targets }
+    }
+}

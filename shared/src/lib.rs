@@ -1,0 +1,19 @@
+//! okta-rds-sync: Okta event-hook deliveries in, converged RDS database roles out.
+//!
+//! The pipeline (DESIGN.md): [`verify`] the delivery, [`okta`] parse it, [`journal`] record facts,
+//! [`plan`] the difference (pure), [`db`] apply it with [`sql`] text, [`audit`] every change.
+//! Functions (`functions/`) are thin adapters over [`engine::Engine`].
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod journal;
+pub mod naming;
+pub mod okta;
+pub mod plan;
+pub mod secrets;
+pub mod sql;
+pub mod tls;
+pub mod verify;

@@ -1,0 +1,465 @@
+//! Okta event-hook deliveries: the CloudEvents envelope and the System Log events inside it.
+//!
+//! Parsing is strict about the envelope (a body that is not an Okta delivery is rejected whole) and lenient
+//! about each event: unknown fields are ignored, `actor`/`target` may be null, targets are selected by `type`
+//! (never by position), and an event that cannot be understood is counted and skipped rather than failing the
+//! other events of the batch.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub const ENVELOPE_EVENT_TYPE: &str = "com.okta.event_hook";
+
+/// Why a body is not an Okta delivery.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("body is not valid JSON")]
+    NotJson,
+    #[error("body is not an Okta event hook delivery: {0}")]
+    NotOkta(&'static str),
+}
+
+/// One verified delivery, with every event classified.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The envelope `eventId` (dedup key of the delivery).
+    pub event_id: String,
+    pub events: Vec<OktaEvent>,
+    pub ignored: Vec<Ignored>,
+}
+
+/// An event we act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OktaEvent {
+    pub uuid: String,
+    pub published: DateTime<Utc>,
+    pub kind: EventKind,
+    /// `alternateId` (or id) of the actor, for the audit trail.
+    pub actor: String,
+    pub user: Option<UserRef>,
+    pub group: Option<GroupRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Deactivate,
+    Suspend,
+    Unsuspend,
+    Activate,
+    DeleteInitiated,
+    MembershipAdd,
+    MembershipRemove,
+    GroupDelete,
+    ProfileUpdate,
+}
+
+impl EventKind {
+    pub fn from_event_type(t: &str) -> Option<Self> {
+        Some(match t {
+            "user.lifecycle.deactivate" => Self::Deactivate,
+            "user.lifecycle.suspend" => Self::Suspend,
+            "user.lifecycle.unsuspend" => Self::Unsuspend,
+            "user.lifecycle.activate" => Self::Activate,
+            "user.lifecycle.delete.initiated" => Self::DeleteInitiated,
+            "group.user_membership.add" => Self::MembershipAdd,
+            "group.user_membership.remove" => Self::MembershipRemove,
+            "group.lifecycle.delete" => Self::GroupDelete,
+            "user.account.update_profile" => Self::ProfileUpdate,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deactivate => "user.lifecycle.deactivate",
+            Self::Suspend => "user.lifecycle.suspend",
+            Self::Unsuspend => "user.lifecycle.unsuspend",
+            Self::Activate => "user.lifecycle.activate",
+            Self::DeleteInitiated => "user.lifecycle.delete.initiated",
+            Self::MembershipAdd => "group.user_membership.add",
+            Self::MembershipRemove => "group.user_membership.remove",
+            Self::GroupDelete => "group.lifecycle.delete",
+            Self::ProfileUpdate => "user.account.update_profile",
+        }
+    }
+
+    fn needs_user(self) -> bool {
+        self != Self::GroupDelete
+    }
+
+    fn needs_group(self) -> bool {
+        matches!(
+            self,
+            Self::MembershipAdd | Self::MembershipRemove | Self::GroupDelete
+        )
+    }
+}
+
+/// The Okta user an event is about: the stable id (`00u…`) and the login at the time of the event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserRef {
+    pub id: String,
+    pub login: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// An event we do not act on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub uuid: Option<String>,
+    pub event_type: Option<String>,
+    pub reason: IgnoreReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    UnhandledType,
+    NotSuccess,
+    Malformed,
+}
+
+impl IgnoreReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnhandledType => "unhandled_type",
+            Self::NotSuccess => "outcome_not_success",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope {
+    #[serde(rename = "eventType")]
+    event_type: Option<String>,
+    #[serde(rename = "eventId")]
+    event_id: Option<String>,
+    data: Option<RawData>,
+}
+
+#[derive(Deserialize)]
+struct RawData {
+    events: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    uuid: String,
+    published: DateTime<Utc>,
+    #[serde(rename = "eventType")]
+    event_type: String,
+    #[serde(default)]
+    actor: Option<RawActor>,
+    #[serde(default)]
+    outcome: Option<RawOutcome>,
+    #[serde(default)]
+    target: Option<Vec<Option<RawTarget>>>,
+}
+
+#[derive(Deserialize)]
+struct RawActor {
+    id: Option<String>,
+    #[serde(rename = "alternateId")]
+    alternate_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawOutcome {
+    result: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawTarget {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "alternateId")]
+    alternate_id: Option<String>,
+    #[serde(rename = "displayName")]
+    display_name: Option<String>,
+}
+
+/// Okta ids are short alphanumeric strings (`00u…`, `00g…`); anything else is not an Okta id.
+pub fn is_okta_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Parse a delivery body.
+pub fn parse_delivery(body: &[u8]) -> Result<Delivery, EnvelopeError> {
+    let raw: RawEnvelope = match serde_json::from_slice::<Value>(body) {
+        Err(_) => return Err(EnvelopeError::NotJson),
+        Ok(v) if !v.is_object() => return Err(EnvelopeError::NotOkta("not a JSON object")),
+        Ok(v) => serde_json::from_value(v)
+            .map_err(|_| EnvelopeError::NotOkta("unexpected envelope field types"))?,
+    };
+    if raw.event_type.as_deref() != Some(ENVELOPE_EVENT_TYPE) {
+        return Err(EnvelopeError::NotOkta(
+            "eventType is not com.okta.event_hook",
+        ));
+    }
+    let event_id = raw
+        .event_id
+        .filter(|id| !id.trim().is_empty() && id.len() <= 200);
+    let Some(event_id) = event_id else {
+        return Err(EnvelopeError::NotOkta("missing eventId"));
+    };
+    let Some(values) = raw.data.and_then(|d| d.events) else {
+        return Err(EnvelopeError::NotOkta("missing data.events"));
+    };
+    let mut events = Vec::new();
+    let mut ignored = Vec::new();
+    for value in values {
+        match classify(value) {
+            Ok(event) => events.push(event),
+            Err(i) => ignored.push(i),
+        }
+    }
+    Ok(Delivery {
+        event_id,
+        events,
+        ignored,
+    })
+}
+
+fn classify(value: Value) -> Result<OktaEvent, Ignored> {
+    let uuid_hint = value.get("uuid").and_then(Value::as_str).map(str::to_owned);
+    let type_hint = value
+        .get("eventType")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let malformed = |uuid: Option<String>, t: Option<String>| Ignored {
+        uuid,
+        event_type: t,
+        reason: IgnoreReason::Malformed,
+    };
+    let raw: RawEvent = serde_json::from_value(value)
+        .map_err(|_| malformed(uuid_hint.clone(), type_hint.clone()))?;
+    if raw.uuid.is_empty() || raw.uuid.len() > 100 {
+        return Err(malformed(None, Some(raw.event_type)));
+    }
+    let ignore = |reason| Ignored {
+        uuid: Some(raw.uuid.clone()),
+        event_type: Some(raw.event_type.clone()),
+        reason,
+    };
+    let Some(kind) = EventKind::from_event_type(&raw.event_type) else {
+        return Err(ignore(IgnoreReason::UnhandledType));
+    };
+    if raw.outcome.as_ref().and_then(|o| o.result.as_deref()) != Some("SUCCESS") {
+        return Err(ignore(IgnoreReason::NotSuccess));
+    }
+    let targets: Vec<RawTarget> = raw
+        .target
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
+    let of_type = |t: &str| targets.iter().find(|x| x.kind.as_deref() == Some(t));
+    let user = of_type("User").and_then(|t| {
+        let id = t.id.as_deref().filter(|id| is_okta_id(id))?;
+        let login = t.alternate_id.as_deref().filter(|l| !l.is_empty())?;
+        Some(UserRef {
+            id: id.to_owned(),
+            login: login.to_owned(),
+        })
+    });
+    let group = of_type("UserGroup").and_then(|t| {
+        let id = t.id.as_deref().filter(|id| is_okta_id(id))?;
+        Some(GroupRef {
+            id: id.to_owned(),
+            name: t.display_name.clone().unwrap_or_default(),
+        })
+    });
+    if (kind.needs_user() && user.is_none()) || (kind.needs_group() && group.is_none()) {
+        return Err(ignore(IgnoreReason::Malformed));
+    }
+    let actor = raw
+        .actor
+        .and_then(|a| a.alternate_id.or(a.id))
+        .unwrap_or_else(|| "unknown".to_owned());
+    Ok(OktaEvent {
+        uuid: raw.uuid,
+        published: raw.published,
+        kind,
+        actor,
+        user,
+        group,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope(events: Value) -> Vec<u8> {
+        json!({
+            "eventType": "com.okta.event_hook", "eventTypeVersion": "1.0", "cloudEventsVersion": "0.1",
+            "source": "https://acme.okta.com/api/v1/eventHooks/who8k2LmNpQr4StUv0h8",
+            "eventId": "5d2c3b1e-8f7a-4c6d-9e0b-1a2b3c4d5e6f", "eventTime": "2026-03-02T14:05:11.482Z",
+            "contentType": "application/json", "data": { "events": events }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn user_target() -> Value {
+        json!({ "id": "00u7jdoeAbCdEf0h8", "type": "User", "alternateId": "jane.doe@acme.com", "displayName": "Jane Doe" })
+    }
+
+    fn group_target() -> Value {
+        json!({ "id": "00g1abcdEFGHijkl0h8", "type": "UserGroup", "alternateId": "unknown", "displayName": "eng-prod-access" })
+    }
+
+    fn event(t: &str, targets: Value) -> Value {
+        json!({ "uuid": format!("u-{t}"), "published": "2026-03-02T14:05:10.903Z", "eventType": t, "version": "0",
+                "actor": { "id": "00u1adm1nXyZ0h8", "type": "User", "alternateId": "it.admin@acme.com" },
+                "outcome": { "result": "SUCCESS", "reason": null }, "target": targets, "someFutureField": {"x": 1} })
+    }
+
+    #[test]
+    fn every_handled_type_is_parsed_from_every_event_of_the_batch() {
+        let user_only = [
+            "user.lifecycle.deactivate",
+            "user.lifecycle.suspend",
+            "user.lifecycle.unsuspend",
+            "user.lifecycle.activate",
+            "user.lifecycle.delete.initiated",
+            "user.account.update_profile",
+        ];
+        let mut events: Vec<Value> = user_only
+            .iter()
+            .map(|t| event(t, json!([user_target()])))
+            .collect();
+        // Group targets first: order must not matter.
+        events.push(event(
+            "group.user_membership.add",
+            json!([group_target(), user_target()]),
+        ));
+        events.push(event(
+            "group.user_membership.remove",
+            json!([user_target(), group_target()]),
+        ));
+        events.push(event("group.lifecycle.delete", json!([group_target()])));
+        let d = parse_delivery(&envelope(Value::Array(events))).unwrap();
+        assert_eq!(d.events.len(), 9);
+        assert!(d.ignored.is_empty());
+        for e in &d.events {
+            assert_eq!(e.uuid, format!("u-{}", e.kind.as_str()));
+            assert_eq!(e.actor, "it.admin@acme.com");
+        }
+        let add = d
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::MembershipAdd)
+            .unwrap();
+        assert_eq!(add.user.as_ref().unwrap().login, "jane.doe@acme.com");
+        assert_eq!(add.group.as_ref().unwrap().name, "eng-prod-access");
+        let del = d
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::GroupDelete)
+            .unwrap();
+        assert!(del.user.is_none());
+    }
+
+    #[test]
+    fn non_success_unknown_and_malformed_events_are_counted_not_applied() {
+        let mut failed = event("user.lifecycle.deactivate", json!([user_target()]));
+        failed["outcome"]["result"] = json!("FAILURE");
+        let mut no_outcome = event("user.lifecycle.deactivate", json!([user_target()]));
+        no_outcome["outcome"] = Value::Null;
+        let unknown = event("user.session.start", json!([user_target()]));
+        let null_target = event("group.user_membership.add", Value::Null);
+        let missing_group = event("group.user_membership.add", json!([user_target(), null]));
+        let bad_id = event(
+            "user.lifecycle.deactivate",
+            json!([{ "id": "00u'; drop", "type": "User", "alternateId": "x" }]),
+        );
+        let no_uuid = json!({ "eventType": "user.lifecycle.deactivate", "published": "2026-03-02T14:05:10Z" });
+        let bad_time = json!({ "uuid": "x", "eventType": "user.lifecycle.deactivate", "published": "yesterday" });
+        let mut null_actor = event("user.lifecycle.suspend", json!([user_target()]));
+        null_actor["actor"] = Value::Null;
+        let d = parse_delivery(&envelope(json!([
+            failed,
+            no_outcome,
+            unknown,
+            null_target,
+            missing_group,
+            bad_id,
+            no_uuid,
+            bad_time,
+            null_actor,
+            42
+        ])))
+        .unwrap();
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(d.events[0].actor, "unknown");
+        let reasons: Vec<IgnoreReason> = d.ignored.iter().map(|i| i.reason).collect();
+        use IgnoreReason::*;
+        assert_eq!(
+            reasons,
+            vec![
+                NotSuccess,
+                NotSuccess,
+                UnhandledType,
+                Malformed,
+                Malformed,
+                Malformed,
+                Malformed,
+                Malformed,
+                Malformed
+            ]
+        );
+    }
+
+    #[test]
+    fn envelope_errors() {
+        assert_eq!(
+            parse_delivery(b"not json").unwrap_err(),
+            EnvelopeError::NotJson
+        );
+        assert_eq!(parse_delivery(b"").unwrap_err(), EnvelopeError::NotJson);
+        assert!(matches!(
+            parse_delivery(b"[1,2]"),
+            Err(EnvelopeError::NotOkta(_))
+        ));
+        assert!(matches!(
+            parse_delivery(b"{\"eventType\":\"other\"}"),
+            Err(EnvelopeError::NotOkta(_))
+        ));
+        let mut v: Value = serde_json::from_slice(&envelope(json!([]))).unwrap();
+        v.as_object_mut().unwrap().remove("eventId");
+        assert!(matches!(
+            parse_delivery(v.to_string().as_bytes()),
+            Err(EnvelopeError::NotOkta(_))
+        ));
+        let mut v: Value = serde_json::from_slice(&envelope(json!([]))).unwrap();
+        v["data"] = json!({"events": "nope"});
+        assert!(matches!(
+            parse_delivery(v.to_string().as_bytes()),
+            Err(EnvelopeError::NotOkta(_))
+        ));
+        // An empty batch is a valid (if pointless) delivery.
+        assert!(
+            parse_delivery(&envelope(json!([])))
+                .unwrap()
+                .events
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn okta_ids_are_alphanumeric() {
+        assert!(is_okta_id("00u7jdoeAbCdEf0h8"));
+        assert!(!is_okta_id(""));
+        assert!(!is_okta_id("00u-x"));
+        assert!(!is_okta_id(&"a".repeat(65)));
+    }
+}

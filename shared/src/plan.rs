@@ -1,0 +1,686 @@
+//! The planner: desired state of one user on one target, minus the actual state, gives the steps.
+//!
+//! Pure and engine-agnostic: it sees facts (from the journal), the mapping (from the config) and the actual
+//! role (read from the catalog by the engine module), and returns [`Step`]s that an engine renders to SQL.
+//! Safety rules live here so that they hold for every engine:
+//! - only roles carrying our marker *and* our Okta id are altered;
+//! - protected roles are never altered;
+//! - the IAM role is never granted where the master user would inherit it;
+//! - offboarding disables the login before anything else, onboarding enables it last.
+
+use std::collections::BTreeSet;
+
+use crate::config::Config;
+use crate::journal::{UserFacts, UserStatus};
+use crate::naming::{NameRejected, Naming};
+use crate::okta::GroupRef;
+
+/// Which Okta groups grant which roles on one target.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// `(okta_group id or exact name, roles)`.
+    grants: Vec<(String, Vec<String>)>,
+    /// The role that turns on IAM authentication (`rds_iam`).
+    pub iam_role: String,
+    pub naming: Naming,
+}
+
+impl Mapping {
+    pub fn new(config: &Config, target: &str) -> Self {
+        let t = config
+            .target(target)
+            .map(|t| t.iam_role.clone())
+            .unwrap_or_else(|| "rds_iam".into());
+        Self {
+            grants: config
+                .grants_for(target)
+                .map(|g| (g.okta_group.clone(), g.roles.clone()))
+                .collect(),
+            iam_role: t,
+            naming: Naming {
+                source: config.okta.username,
+                lowercase: config.okta.lowercase,
+            },
+        }
+    }
+
+    pub fn from_parts(grants: Vec<(String, Vec<String>)>, iam_role: &str, naming: Naming) -> Self {
+        Self {
+            grants,
+            iam_role: iam_role.into(),
+            naming,
+        }
+    }
+
+    pub fn group_is_mapped(&self, group: &GroupRef) -> bool {
+        self.grants
+            .iter()
+            .any(|(key, _)| *key == group.id || *key == group.name)
+    }
+
+    /// Roles granted by membership in these groups.
+    pub fn roles_for(&self, groups: &[GroupRef]) -> BTreeSet<String> {
+        groups
+            .iter()
+            .flat_map(|g| {
+                self.grants
+                    .iter()
+                    .filter(move |(key, _)| *key == g.id || *key == g.name)
+            })
+            .flat_map(|(_, roles)| roles.iter().cloned())
+            .collect()
+    }
+
+    /// Every role this tool may grant or revoke on the target; memberships in other roles are left alone.
+    pub fn managed_roles(&self) -> BTreeSet<String> {
+        let mut all: BTreeSet<String> = self
+            .grants
+            .iter()
+            .flat_map(|(_, r)| r.iter().cloned())
+            .collect();
+        all.insert(self.iam_role.clone());
+        all
+    }
+}
+
+/// A role as it is in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActualRole {
+    pub name: String,
+    /// Member of our marker role.
+    pub managed: bool,
+    /// The Okta user id recorded on the role (comment), if any.
+    pub okta_id: Option<String>,
+    pub can_login: bool,
+    /// Roles this role is a direct member of.
+    pub member_of: BTreeSet<String>,
+    /// Superuser, an RDS/admin role, the master user, or a configured protected role.
+    pub protected: bool,
+    /// The master user inherits this role's privileges (granting it the IAM role would lock the master out).
+    pub master_inherits: bool,
+}
+
+/// One change to make, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create a NOLOGIN role carrying the marker and the Okta id; login is enabled by a later step.
+    Create {
+        role: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    SetLogin {
+        role: String,
+        login: bool,
+    },
+    Grant {
+        granted: String,
+        to: String,
+    },
+    Revoke {
+        granted: String,
+        from: String,
+    },
+}
+
+/// Why a change was not made (audited, never silent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NameRejected(NameRejected),
+    /// A role with this name exists and is not ours; adopt it explicitly if it should be managed.
+    UnmanagedRoleExists(String),
+    /// The role is managed but records another Okta user (two logins map to one name).
+    OwnedByOtherUser {
+        role: String,
+        okta_id: Option<String>,
+    },
+    Protected(String),
+    MasterWouldInheritIam(String),
+    RenameTargetExists {
+        from: String,
+        to: String,
+    },
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NameRejected(_) => "name_rejected",
+            Refusal::UnmanagedRoleExists(_) => "unmanaged_role_exists",
+            Refusal::OwnedByOtherUser { .. } => "owned_by_other_user",
+            Refusal::Protected(_) => "protected_role",
+            Refusal::MasterWouldInheritIam(_) => "master_would_inherit_iam",
+            Refusal::RenameTargetExists { .. } => "rename_target_exists",
+        }
+    }
+
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Refusal::NameRejected(_) => None,
+            Refusal::UnmanagedRoleExists(r)
+            | Refusal::Protected(r)
+            | Refusal::MasterWouldInheritIam(r) => Some(r),
+            Refusal::OwnedByOtherUser { role, .. } => Some(role),
+            Refusal::RenameTargetExists { from, .. } => Some(from),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NameRejected(e) => write!(f, "login cannot be a role name: {e}"),
+            Refusal::UnmanagedRoleExists(r) => {
+                write!(f, "role {r:?} exists and is not managed by okta-rds-sync")
+            }
+            Refusal::OwnedByOtherUser { role, okta_id } => {
+                write!(
+                    f,
+                    "role {role:?} is managed for another Okta user ({})",
+                    okta_id.as_deref().unwrap_or("none")
+                )
+            }
+            Refusal::Protected(r) => write!(f, "role {r:?} is protected"),
+            Refusal::MasterWouldInheritIam(r) => {
+                write!(
+                    f,
+                    "the master user inherits {r:?}; granting the IAM role would disable its password login"
+                )
+            }
+            Refusal::RenameTargetExists { from, to } => {
+                write!(f, "cannot rename {from:?}: role {to:?} already exists")
+            }
+        }
+    }
+}
+
+/// What to do for one user on one target.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserPlan {
+    pub okta_id: String,
+    /// The role that carries this user's access after the plan (to record in the state schema).
+    pub role: Option<String>,
+    pub entitled: bool,
+    pub steps: Vec<Step>,
+    pub refusals: Vec<Refusal>,
+    /// Kill live sessions after commit: access was removed (login disabled, or a role revoked, since a
+    /// session that did `SET ROLE` keeps the revoked role's rights until it ends).
+    pub terminate_sessions: bool,
+}
+
+/// The actual roles relevant to one user: the one recorded for them, and the one their login maps to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActualRoles<'a> {
+    pub recorded: Option<&'a ActualRole>,
+    pub by_login: Option<&'a ActualRole>,
+}
+
+pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, mapping: &Mapping) -> UserPlan {
+    let okta_id = facts.okta_id.as_str();
+    let mapped = mapping.roles_for(&facts.groups);
+    let active = matches!(facts.status, None | Some(UserStatus::Active));
+    let entitled = active && !mapped.is_empty();
+    let mut plan = UserPlan {
+        okta_id: okta_id.to_owned(),
+        entitled,
+        ..UserPlan::default()
+    };
+
+    let ours = |a: &&ActualRole| a.managed && a.okta_id.as_deref() == Some(okta_id);
+    let current = actual
+        .recorded
+        .filter(ours)
+        .or(actual.by_login.filter(ours));
+    let desired_name = facts
+        .login
+        .as_deref()
+        .map(|l| mapping.naming.role_name(l))
+        .unwrap_or(Err(NameRejected::Empty));
+    // A role with the login's name that is not ours.
+    let foreign = actual.by_login.filter(|a| !ours(a));
+
+    let base = match current {
+        Some(cur) if cur.protected => {
+            plan.refusals.push(Refusal::Protected(cur.name.clone()));
+            plan.role = Some(cur.name.clone());
+            return plan;
+        }
+        Some(cur) => {
+            let mut role = cur.name.clone();
+            match &desired_name {
+                Ok(new) if *new != cur.name => match foreign {
+                    Some(_) => plan.refusals.push(Refusal::RenameTargetExists {
+                        from: role.clone(),
+                        to: new.clone(),
+                    }),
+                    None => {
+                        plan.steps.push(Step::Rename {
+                            from: role.clone(),
+                            to: new.clone(),
+                        });
+                        role = new.clone();
+                    }
+                },
+                Err(e) if entitled => plan.refusals.push(Refusal::NameRejected(e.clone())),
+                _ => {}
+            }
+            ActualRole {
+                name: role,
+                ..cur.clone()
+            }
+        }
+        None if !entitled => return plan,
+        None => match (desired_name, foreign) {
+            (Err(e), _) => {
+                plan.refusals.push(Refusal::NameRejected(e));
+                return plan;
+            }
+            (Ok(name), Some(other)) => {
+                plan.refusals.push(if other.protected {
+                    Refusal::Protected(name)
+                } else if other.managed {
+                    Refusal::OwnedByOtherUser {
+                        role: name,
+                        okta_id: other.okta_id.clone(),
+                    }
+                } else {
+                    Refusal::UnmanagedRoleExists(name)
+                });
+                return plan;
+            }
+            (Ok(name), None) => {
+                plan.steps.push(Step::Create { role: name.clone() });
+                ActualRole {
+                    name,
+                    managed: true,
+                    okta_id: Some(okta_id.to_owned()),
+                    ..ActualRole::default()
+                }
+            }
+        },
+    };
+    let role = base.name.clone();
+    plan.role = Some(role.clone());
+
+    let managed = mapping.managed_roles();
+    let have: BTreeSet<String> = base.member_of.intersection(&managed).cloned().collect();
+    let want: BTreeSet<String> = if entitled {
+        mapped
+            .into_iter()
+            .chain([mapping.iam_role.clone()])
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+
+    if !entitled && base.can_login {
+        plan.steps.push(Step::SetLogin {
+            role: role.clone(),
+            login: false,
+        });
+    }
+    let mut revoked = false;
+    for granted in have.difference(&want) {
+        plan.steps.push(Step::Revoke {
+            granted: granted.clone(),
+            from: role.clone(),
+        });
+        revoked = true;
+    }
+    for granted in want.difference(&have) {
+        if *granted == mapping.iam_role && base.master_inherits {
+            plan.refusals
+                .push(Refusal::MasterWouldInheritIam(role.clone()));
+            continue;
+        }
+        plan.steps.push(Step::Grant {
+            granted: granted.clone(),
+            to: role.clone(),
+        });
+    }
+    let iam_ok = !plan
+        .refusals
+        .iter()
+        .any(|r| matches!(r, Refusal::MasterWouldInheritIam(_)));
+    if entitled && !base.can_login && iam_ok {
+        plan.steps.push(Step::SetLogin {
+            role: role.clone(),
+            login: true,
+        });
+    }
+    // Sessions are checked for every offboarded role we manage, so that a run that was cut short after
+    // commit is finished by the next one.
+    plan.terminate_sessions = current.is_some() && (!entitled || revoked);
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::UsernameSource;
+
+    const ID: &str = "00u7jdoeAbCdEf0h8";
+    const NAME: &str = "jane.doe@acme.com";
+
+    fn mapping() -> Mapping {
+        Mapping::from_parts(
+            vec![
+                ("00gREAD".into(), vec!["app_ro".into()]),
+                ("eng-writers".into(), vec!["app_rw".into(), "app_ro".into()]),
+            ],
+            "rds_iam",
+            Naming {
+                source: UsernameSource::Login,
+                lowercase: true,
+            },
+        )
+    }
+
+    fn group(id: &str, name: &str) -> GroupRef {
+        GroupRef {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn facts(status: Option<UserStatus>, groups: Vec<GroupRef>) -> UserFacts {
+        UserFacts {
+            okta_id: ID.into(),
+            login: Some("Jane.Doe@acme.com".into()),
+            status,
+            groups,
+            role_name: None,
+        }
+    }
+
+    fn ours(login: bool, member_of: &[&str]) -> ActualRole {
+        ActualRole {
+            name: NAME.into(),
+            managed: true,
+            okta_id: Some(ID.into()),
+            can_login: login,
+            member_of: member_of.iter().map(|s| s.to_string()).collect(),
+            ..ActualRole::default()
+        }
+    }
+
+    fn by_login(a: &ActualRole) -> ActualRoles<'_> {
+        ActualRoles {
+            recorded: None,
+            by_login: Some(a),
+        }
+    }
+
+    fn grant(g: &str) -> Step {
+        Step::Grant {
+            granted: g.into(),
+            to: NAME.into(),
+        }
+    }
+    fn revoke(g: &str) -> Step {
+        Step::Revoke {
+            granted: g.into(),
+            from: NAME.into(),
+        }
+    }
+    fn login(on: bool) -> Step {
+        Step::SetLogin {
+            role: NAME.into(),
+            login: on,
+        }
+    }
+
+    #[test]
+    fn onboarding_creates_grants_then_enables_login() {
+        let p = plan_user(
+            &facts(None, vec![group("00gREAD", "readers")]),
+            ActualRoles::default(),
+            &mapping(),
+        );
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Create { role: NAME.into() },
+                grant("app_ro"),
+                grant("rds_iam"),
+                login(true)
+            ]
+        );
+        assert!(p.entitled && !p.terminate_sessions && p.refusals.is_empty());
+        assert_eq!(p.role.as_deref(), Some(NAME));
+    }
+
+    #[test]
+    fn groups_match_by_id_or_exact_name_and_union_their_roles() {
+        let f = facts(
+            Some(UserStatus::Active),
+            vec![group("00gREAD", "x"), group("00gOTHER", "eng-writers")],
+        );
+        let p = plan_user(&f, ActualRoles::default(), &mapping());
+        assert!(p.steps.contains(&grant("app_rw")) && p.steps.contains(&grant("app_ro")));
+        let unmapped = facts(None, vec![group("00gNOPE", "Eng-Writers")]);
+        assert_eq!(
+            plan_user(&unmapped, ActualRoles::default(), &mapping()),
+            UserPlan {
+                okta_id: ID.into(),
+                ..UserPlan::default()
+            }
+        );
+    }
+
+    #[test]
+    fn converged_user_needs_nothing() {
+        let a = ours(
+            true,
+            &["app_ro", "rds_iam", "okta_rds_sync_managed", "unrelated"],
+        );
+        let p = plan_user(
+            &facts(None, vec![group("00gREAD", "")]),
+            by_login(&a),
+            &mapping(),
+        );
+        assert!(p.steps.is_empty() && p.refusals.is_empty() && !p.terminate_sessions);
+    }
+
+    #[test]
+    fn leaving_one_group_revokes_only_what_no_other_group_grants() {
+        let a = ours(true, &["app_ro", "app_rw", "rds_iam"]);
+        let p = plan_user(
+            &facts(None, vec![group("00gREAD", "")]),
+            by_login(&a),
+            &mapping(),
+        );
+        assert_eq!(p.steps, vec![revoke("app_rw")]);
+        assert!(
+            p.terminate_sessions,
+            "a revoked role may be held by SET ROLE in a live session"
+        );
+    }
+
+    #[test]
+    fn offboarding_disables_login_first_then_revokes_and_kills_sessions() {
+        let a = ours(true, &["app_ro", "rds_iam", "unrelated"]);
+        for status in [
+            UserStatus::Deprovisioned,
+            UserStatus::Suspended,
+            UserStatus::Deleted,
+        ] {
+            let p = plan_user(
+                &facts(Some(status), vec![group("00gREAD", "")]),
+                by_login(&a),
+                &mapping(),
+            );
+            assert_eq!(
+                p.steps,
+                vec![login(false), revoke("app_ro"), revoke("rds_iam")],
+                "{status:?}"
+            );
+            assert!(p.terminate_sessions && !p.entitled);
+        }
+        // Removed from the last group while active: same result.
+        let p = plan_user(&facts(None, vec![]), by_login(&a), &mapping());
+        assert_eq!(
+            p.steps,
+            vec![login(false), revoke("app_ro"), revoke("rds_iam")]
+        );
+    }
+
+    #[test]
+    fn already_offboarded_role_still_gets_a_session_check() {
+        let a = ours(false, &[]);
+        let p = plan_user(
+            &facts(Some(UserStatus::Deprovisioned), vec![]),
+            by_login(&a),
+            &mapping(),
+        );
+        assert!(p.steps.is_empty() && p.terminate_sessions);
+    }
+
+    #[test]
+    fn reactivation_restores_grants_then_login() {
+        let a = ours(false, &[]);
+        let p = plan_user(
+            &facts(Some(UserStatus::Active), vec![group("00gREAD", "")]),
+            by_login(&a),
+            &mapping(),
+        );
+        assert_eq!(
+            p.steps,
+            vec![grant("app_ro"), grant("rds_iam"), login(true)]
+        );
+    }
+
+    #[test]
+    fn unknown_user_without_entitlement_is_left_alone() {
+        let p = plan_user(
+            &facts(Some(UserStatus::Deprovisioned), vec![]),
+            ActualRoles::default(),
+            &mapping(),
+        );
+        assert!(p.steps.is_empty() && p.refusals.is_empty() && p.role.is_none());
+    }
+
+    #[test]
+    fn unmanaged_or_foreign_role_with_the_same_name_is_refused_and_untouched() {
+        let f = facts(None, vec![group("00gREAD", "")]);
+        let unmanaged = ActualRole {
+            name: NAME.into(),
+            can_login: true,
+            ..ActualRole::default()
+        };
+        let p = plan_user(&f, by_login(&unmanaged), &mapping());
+        assert!(p.steps.is_empty());
+        assert_eq!(p.refusals, vec![Refusal::UnmanagedRoleExists(NAME.into())]);
+        // Offboarding never touches it either.
+        let off = facts(Some(UserStatus::Deprovisioned), vec![]);
+        assert!(
+            plan_user(&off, by_login(&unmanaged), &mapping())
+                .steps
+                .is_empty()
+        );
+
+        let other = ActualRole {
+            okta_id: Some("00uOTHER".into()),
+            ..ours(true, &["rds_iam"])
+        };
+        let p = plan_user(&f, by_login(&other), &mapping());
+        assert!(p.steps.is_empty());
+        assert_eq!(p.refusals[0].code(), "owned_by_other_user");
+        assert!(
+            plan_user(&off, by_login(&other), &mapping())
+                .steps
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn protected_roles_are_never_altered() {
+        let f = facts(Some(UserStatus::Deprovisioned), vec![]);
+        let mut ours_but_protected = ours(true, &["rds_iam"]);
+        ours_but_protected.protected = true;
+        let p = plan_user(&f, by_login(&ours_but_protected), &mapping());
+        assert!(p.steps.is_empty() && !p.terminate_sessions);
+        assert_eq!(p.refusals, vec![Refusal::Protected(NAME.into())]);
+        let master = ActualRole {
+            name: NAME.into(),
+            protected: true,
+            ..ActualRole::default()
+        };
+        let p = plan_user(
+            &facts(None, vec![group("00gREAD", "")]),
+            by_login(&master),
+            &mapping(),
+        );
+        assert!(p.steps.is_empty());
+        assert_eq!(p.refusals, vec![Refusal::Protected(NAME.into())]);
+    }
+
+    #[test]
+    fn iam_role_is_not_granted_where_the_master_inherits_it() {
+        let mut a = ours(false, &[]);
+        a.master_inherits = true;
+        let p = plan_user(
+            &facts(None, vec![group("00gREAD", "")]),
+            by_login(&a),
+            &mapping(),
+        );
+        assert_eq!(p.steps, vec![grant("app_ro")], "no rds_iam and no LOGIN");
+        assert_eq!(
+            p.refusals,
+            vec![Refusal::MasterWouldInheritIam(NAME.into())]
+        );
+    }
+
+    #[test]
+    fn login_change_renames_the_recorded_role() {
+        let old = ActualRole {
+            name: "jane.roe@acme.com".into(),
+            ..ours(true, &["app_ro", "rds_iam"])
+        };
+        let f = facts(None, vec![group("00gREAD", "")]);
+        let p = plan_user(
+            &f,
+            ActualRoles {
+                recorded: Some(&old),
+                by_login: None,
+            },
+            &mapping(),
+        );
+        assert_eq!(
+            p.steps,
+            vec![Step::Rename {
+                from: "jane.roe@acme.com".into(),
+                to: NAME.into()
+            }]
+        );
+        assert_eq!(p.role.as_deref(), Some(NAME));
+        // The new name is taken by someone else's role: keep the old name, keep converging it.
+        let taken = ActualRole {
+            name: NAME.into(),
+            ..ActualRole::default()
+        };
+        let p = plan_user(
+            &f,
+            ActualRoles {
+                recorded: Some(&old),
+                by_login: Some(&taken),
+            },
+            &mapping(),
+        );
+        assert!(p.steps.is_empty());
+        assert_eq!(p.refusals[0].code(), "rename_target_exists");
+        assert_eq!(p.role.as_deref(), Some("jane.roe@acme.com"));
+    }
+
+    #[test]
+    fn rejected_names_are_refused_not_truncated() {
+        let mut f = facts(None, vec![group("00gREAD", "")]);
+        f.login = Some(format!("{}@acme.com", "x".repeat(200)));
+        let p = plan_user(&f, ActualRoles::default(), &mapping());
+        assert!(p.steps.is_empty());
+        assert_eq!(p.refusals[0].code(), "name_rejected");
+        assert!(p.refusals[0].to_string().contains("209 bytes"));
+    }
+}

@@ -1,0 +1,426 @@
+//! PostgreSQL SQL text: identifier quoting, the state schema, fact upserts, catalog reads and step rendering.
+//!
+//! Pure: no I/O. Identifiers go through [`quote_ident`] and nothing else; values are bind parameters. The
+//! only literal built into text is the role comment, whose content is a validated Okta id.
+
+use crate::config::PG_MAX_IDENT_BYTES;
+use crate::okta::is_okta_id;
+use crate::plan::Step;
+
+/// Prefix of the comment put on every managed role, followed by the Okta user id.
+pub const COMMENT_PREFIX: &str = "okta-rds-sync:";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentError {
+    #[error("empty identifier")]
+    Empty,
+    #[error("identifier is {0} bytes; PostgreSQL allows {PG_MAX_IDENT_BYTES}")]
+    TooLong(usize),
+    #[error("identifier contains NUL")]
+    Nul,
+    #[error("{0:?} is not an Okta id")]
+    NotOktaId(String),
+}
+
+/// Quote an identifier for PostgreSQL: wrap in double quotes, double any embedded double quote.
+///
+/// Rejects what PostgreSQL would silently alter (it truncates names over 63 bytes) or refuse (NUL).
+/// Quoted identifiers are case-sensitive and may contain anything else, including `;`, `'`, spaces and
+/// any Unicode, so the result can never end the identifier early.
+pub fn quote_ident(name: &str) -> Result<String, IdentError> {
+    if name.is_empty() {
+        return Err(IdentError::Empty);
+    }
+    if name.len() > PG_MAX_IDENT_BYTES {
+        return Err(IdentError::TooLong(name.len()));
+    }
+    if name.contains('\0') {
+        return Err(IdentError::Nul);
+    }
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// `schema.table` with both parts quoted.
+pub fn qualified(schema: &str, table: &str) -> Result<String, IdentError> {
+    Ok(format!("{}.{}", quote_ident(schema)?, quote_ident(table)?))
+}
+
+/// The Okta id recorded in a role comment, if the comment is ours.
+pub fn okta_id_from_comment(comment: Option<&str>) -> Option<String> {
+    comment?
+        .strip_prefix(COMMENT_PREFIX)
+        .filter(|id| is_okta_id(id))
+        .map(str::to_owned)
+}
+
+/// SQL statements for one step. `marker` is the marker role; `okta_id` the user the step is for.
+pub fn render_step(step: &Step, marker: &str, okta_id: &str) -> Result<Vec<String>, IdentError> {
+    Ok(match step {
+        Step::Create { role } => {
+            if !is_okta_id(okta_id) {
+                return Err(IdentError::NotOktaId(okta_id.to_owned()));
+            }
+            let r = quote_ident(role)?;
+            vec![
+                format!("CREATE ROLE {r} NOLOGIN"),
+                format!("GRANT {} TO {r}", quote_ident(marker)?),
+                format!("COMMENT ON ROLE {r} IS '{COMMENT_PREFIX}{okta_id}'"),
+            ]
+        }
+        Step::Rename { from, to } => vec![format!(
+            "ALTER ROLE {} RENAME TO {}",
+            quote_ident(from)?,
+            quote_ident(to)?
+        )],
+        Step::SetLogin { role, login } => {
+            vec![format!(
+                "ALTER ROLE {} {}",
+                quote_ident(role)?,
+                if *login { "LOGIN" } else { "NOLOGIN" }
+            )]
+        }
+        Step::Grant { granted, to } => vec![format!(
+            "GRANT {} TO {}",
+            quote_ident(granted)?,
+            quote_ident(to)?
+        )],
+        Step::Revoke { granted, from } => vec![format!(
+            "REVOKE {} FROM {}",
+            quote_ident(granted)?,
+            quote_ident(from)?
+        )],
+    })
+}
+
+/// Short action name for the audit trail.
+pub fn step_action(step: &Step) -> &'static str {
+    match step {
+        Step::Create { .. } => "create_role",
+        Step::Rename { .. } => "rename_role",
+        Step::SetLogin { login: true, .. } => "enable_login",
+        Step::SetLogin { login: false, .. } => "disable_login",
+        Step::Grant { .. } => "grant",
+        Step::Revoke { .. } => "revoke",
+    }
+}
+
+/// DDL of the state schema. Idempotent; run under an advisory lock.
+pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
+    let s = quote_ident(schema)?;
+    Ok(vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {s}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.users (
+                okta_id text PRIMARY KEY,
+                login text, login_published timestamptz, login_uuid text,
+                status text, status_published timestamptz, status_uuid text,
+                role_name text,
+                updated_at timestamptz NOT NULL DEFAULT now())"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.memberships (
+                okta_id text NOT NULL, group_id text NOT NULL, group_name text NOT NULL,
+                member boolean NOT NULL, published timestamptz NOT NULL, uuid text NOT NULL,
+                PRIMARY KEY (okta_id, group_id))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.deleted_groups (
+                group_id text PRIMARY KEY, published timestamptz NOT NULL, uuid text NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.seen_deliveries (
+                event_id text PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT now())"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.seen_events (
+                uuid text PRIMARY KEY, event_type text NOT NULL, published timestamptz NOT NULL,
+                received_at timestamptz NOT NULL DEFAULT now())"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.audit (
+                id bigserial PRIMARY KEY,
+                at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                delivery_id text, event_uuids text[] NOT NULL DEFAULT '{{}}', actor text,
+                okta_id text, role_name text, action text NOT NULL, detail text,
+                outcome text NOT NULL, duration_ms double precision)"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS audit_okta_id ON {s}.audit (okta_id, at)"),
+    ])
+}
+
+/// Statements with bind parameters, qualified with the state schema. Fact writes take arrays (`unnest`) so
+/// a delivery of any size costs a fixed number of round trips; facts only move forward: a row is replaced
+/// only by a fact with a newer `(published, uuid)` stamp.
+#[derive(Debug, Clone)]
+pub struct StateSql {
+    pub claim_delivery: String,
+    pub claim_events: String,
+    pub upsert_logins: String,
+    pub upsert_statuses: String,
+    pub upsert_memberships: String,
+    pub upsert_deleted_group: String,
+    pub void_group_memberships: String,
+    pub read_users: String,
+    pub read_memberships: String,
+    pub record_roles: String,
+    pub insert_audit: String,
+}
+
+/// Serialize changes per Okta user: one transaction-scoped advisory lock per user id (`$1`, sorted by the
+/// caller so that concurrent deliveries always lock in the same order).
+pub const LOCK_USERS: &str = "SELECT count(pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:' || u, 0)))
+     FROM unnest($1::text[]) WITH ORDINALITY AS t(u, n)";
+
+impl StateSql {
+    pub fn new(schema: &str) -> Result<Self, IdentError> {
+        let t = |name: &str| qualified(schema, name);
+        let (users, memberships, deleted) = (t("users")?, t("memberships")?, t("deleted_groups")?);
+        let newer = |tbl: &str, p: &str, u: &str| {
+            format!(
+                "({tbl}.{p} IS NULL OR ({tbl}.{p}, {tbl}.{u} COLLATE \"C\") < (EXCLUDED.{p}, EXCLUDED.{u} COLLATE \"C\"))"
+            )
+        };
+        Ok(Self {
+            claim_delivery: format!(
+                "INSERT INTO {} (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id",
+                t("seen_deliveries")?
+            ),
+            claim_events: format!(
+                "INSERT INTO {} (uuid, event_type, published)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+                 ON CONFLICT DO NOTHING RETURNING uuid",
+                t("seen_events")?
+            ),
+            upsert_logins: format!(
+                "INSERT INTO {users} AS u (okta_id, login, login_published, login_uuid)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+                 ON CONFLICT (okta_id) DO UPDATE SET login = EXCLUDED.login, login_published = EXCLUDED.login_published,
+                   login_uuid = EXCLUDED.login_uuid, updated_at = now()
+                 WHERE {}",
+                newer("u", "login_published", "login_uuid")
+            ),
+            upsert_statuses: format!(
+                "INSERT INTO {users} AS u (okta_id, status, status_published, status_uuid)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+                 ON CONFLICT (okta_id) DO UPDATE SET status = EXCLUDED.status, status_published = EXCLUDED.status_published,
+                   status_uuid = EXCLUDED.status_uuid, updated_at = now()
+                 WHERE {}",
+                newer("u", "status_published", "status_uuid")
+            ),
+            upsert_memberships: format!(
+                "INSERT INTO {memberships} AS m (okta_id, group_id, group_name, member, published, uuid)
+                 SELECT x.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::timestamptz[], $6::text[])
+                   AS x(okta_id, group_id, group_name, member, published, uuid)
+                 WHERE NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = x.group_id
+                                   AND (d.published, d.uuid COLLATE \"C\") >= (x.published, x.uuid COLLATE \"C\"))
+                 ON CONFLICT (okta_id, group_id) DO UPDATE SET group_name = EXCLUDED.group_name,
+                   member = EXCLUDED.member, published = EXCLUDED.published, uuid = EXCLUDED.uuid
+                 WHERE {}",
+                newer("m", "published", "uuid")
+            ),
+            upsert_deleted_group: format!(
+                "INSERT INTO {deleted} AS g (group_id, published, uuid) VALUES ($1, $2, $3)
+                 ON CONFLICT (group_id) DO UPDATE SET published = EXCLUDED.published, uuid = EXCLUDED.uuid
+                 WHERE {}",
+                newer("g", "published", "uuid")
+            ),
+            void_group_memberships: format!(
+                "UPDATE {memberships} SET member = false, published = $2, uuid = $3
+                 WHERE group_id = $1 AND (published, uuid COLLATE \"C\") < ($2, $3 COLLATE \"C\")
+                 RETURNING okta_id"
+            ),
+            read_users: format!("SELECT okta_id, login, status, role_name FROM {users} WHERE okta_id = ANY($1)"),
+            read_memberships: format!(
+                "SELECT m.okta_id, m.group_id, m.group_name FROM {memberships} m
+                 WHERE m.okta_id = ANY($1) AND m.member
+                   AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
+                                   AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))"
+            ),
+            record_roles: format!(
+                "UPDATE {users} u SET role_name = x.role_name, updated_at = now()
+                 FROM unnest($1::text[], $2::text[]) AS x(okta_id, role_name)
+                 WHERE u.okta_id = x.okta_id AND u.role_name IS DISTINCT FROM x.role_name"
+            ),
+            insert_audit: format!(
+                "INSERT INTO {} (delivery_id, event_uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)
+                 SELECT $1, string_to_array(x.uuids, ','), x.actor, x.okta_id, x.role_name, x.action, x.detail, x.outcome, x.duration_ms
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::float8[])
+                   AS x(uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)",
+                t("audit")?
+            ),
+        })
+    }
+}
+
+/// The roles with these names (`$1`), as the planner needs them. `$2`: the marker role; `$3`: extra
+/// protected names. The master user (`session_user`), superusers and members of RDS's admin roles are
+/// always protected.
+pub const READ_ROLES: &str = "
+SELECT r.rolname,
+       r.rolcanlogin,
+       (r.rolsuper OR r.rolname = ANY($3) OR r.rolname = session_user
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
+                    WHERE s.rolname IN ('rds_superuser', 'rdsadmin', 'rdsrepladmin')
+                      AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER'))) AS protected,
+       pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
+       ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m
+             JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+               WHERE m.member = r.oid AND g.rolname = $2) AS managed,
+       pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits
+FROM pg_catalog.pg_roles r
+WHERE r.rolname = ANY($1)";
+
+/// Terminate every session of a role (waiting up to 1 s for each to end) and count them.
+pub const TERMINATE_SESSIONS: &str = "
+SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
+FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()";
+
+pub const COUNT_SESSIONS: &str = "SELECT count(*)::bigint FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()";
+
+/// Whether the master user (`session_user`) has the privileges of the IAM role (`$1`), which would make RDS
+/// refuse its password. Checked with `USAGE` (inherited privileges), which is what RDS's check follows.
+pub const MASTER_INHERITS_ROLE: &str = "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'USAGE')
+     FROM pg_catalog.pg_roles r WHERE r.rolname = $1";
+
+/// Mapped roles (`$1`) that would let a person bypass IAM authentication or escalate.
+pub const PRIVILEGED_ROLES: &str = "
+SELECT r.rolname::text FROM pg_catalog.pg_roles r
+WHERE r.rolname = ANY($1)
+  AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolname IN ('rds_superuser', 'rdsadmin')
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s WHERE s.rolname IN ('rds_superuser', 'rdsadmin')
+                  AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')))";
+
+pub const EXISTING_ROLES: &str =
+    "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_ident_table() {
+        let ok = [
+            ("jane", "\"jane\""),
+            ("Jane.Doe@Acme.com", "\"Jane.Doe@Acme.com\""),
+            ("a\"b", "\"a\"\"b\""),
+            ("\"", "\"\"\"\""),
+            (
+                "x\"; DROP ROLE postgres; --",
+                "\"x\"\"; DROP ROLE postgres; --\"",
+            ),
+            ("o'brien", "\"o'brien\""),
+            ("zoë 🚀", "\"zoë 🚀\""),
+            ("$$", "\"$$\""),
+            ("back\\slash", "\"back\\slash\""),
+        ];
+        for (input, want) in ok {
+            assert_eq!(quote_ident(input).unwrap(), want, "{input:?}");
+        }
+        assert_eq!(quote_ident(""), Err(IdentError::Empty));
+        assert_eq!(quote_ident("a\0b"), Err(IdentError::Nul));
+        assert_eq!(quote_ident(&"x".repeat(63)).unwrap().len(), 65);
+        assert_eq!(quote_ident(&"x".repeat(64)), Err(IdentError::TooLong(64)));
+        assert_eq!(quote_ident(&"é".repeat(32)), Err(IdentError::TooLong(64)));
+    }
+
+    #[test]
+    fn quoted_identifiers_round_trip() {
+        // Unquoting the output gives the input back: nothing is lost or can escape the quotes.
+        for input in ["a", "a\"\"b", "\"; select 1; --", "ünï\"cöde"] {
+            let q = quote_ident(input).unwrap();
+            let inner = &q[1..q.len() - 1];
+            assert!(!inner.replace("\"\"", "").contains('"'));
+            assert_eq!(inner.replace("\"\"", "\""), input);
+        }
+    }
+
+    #[test]
+    fn steps_render_with_quoted_names() {
+        let create = render_step(
+            &Step::Create {
+                role: "a\"b@x".into(),
+            },
+            "okta_rds_sync_managed",
+            "00u1",
+        )
+        .unwrap();
+        assert_eq!(
+            create,
+            vec![
+                "CREATE ROLE \"a\"\"b@x\" NOLOGIN",
+                "GRANT \"okta_rds_sync_managed\" TO \"a\"\"b@x\"",
+                "COMMENT ON ROLE \"a\"\"b@x\" IS 'okta-rds-sync:00u1'",
+            ]
+        );
+        assert!(render_step(&Step::Create { role: "a".into() }, "m", "00u'1").is_err());
+        let off = render_step(
+            &Step::SetLogin {
+                role: "a".into(),
+                login: false,
+            },
+            "m",
+            "00u1",
+        )
+        .unwrap();
+        assert_eq!(off, vec!["ALTER ROLE \"a\" NOLOGIN"]);
+        let rv = render_step(
+            &Step::Revoke {
+                granted: "rds_iam".into(),
+                from: "a".into(),
+            },
+            "m",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(rv, vec!["REVOKE \"rds_iam\" FROM \"a\""]);
+        let rn = render_step(
+            &Step::Rename {
+                from: "a".into(),
+                to: "b".into(),
+            },
+            "m",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(rn, vec!["ALTER ROLE \"a\" RENAME TO \"b\""]);
+        assert!(
+            render_step(
+                &Step::Grant {
+                    granted: "g".into(),
+                    to: "x".repeat(64)
+                },
+                "m",
+                "x"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn comments_identify_our_roles() {
+        assert_eq!(
+            okta_id_from_comment(Some("okta-rds-sync:00u1")).as_deref(),
+            Some("00u1")
+        );
+        assert_eq!(okta_id_from_comment(Some("okta-rds-sync:")), None);
+        assert_eq!(okta_id_from_comment(Some("managed by ldap2pg")), None);
+        assert_eq!(okta_id_from_comment(None), None);
+    }
+
+    #[test]
+    fn state_sql_quotes_the_schema() {
+        let s = StateSql::new("we\"ird").unwrap();
+        assert!(s.read_users.contains("\"we\"\"ird\".\"users\""));
+        assert!(state_schema_ddl("s").unwrap()[0].contains("CREATE SCHEMA IF NOT EXISTS \"s\""));
+    }
+}
