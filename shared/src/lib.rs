@@ -10,6 +10,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod journal;
+pub mod logging;
 pub mod naming;
 pub mod okta;
 pub mod plan;
