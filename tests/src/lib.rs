@@ -512,7 +512,7 @@ roles = ["{rw}"]
                 "SELECT r.rolcanlogin, shobj_description(r.oid, 'pg_authid'),
                         ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
                               WHERE m.member = r.oid ORDER BY 1)
-                 FROM pg_roles r WHERE r.rolname = $1",
+                 FROM pg_roles r WHERE r.rolname::text = $1::text",
                 &[&name],
             )
             .await

@@ -192,7 +192,7 @@ impl PgTarget {
             .map_err(|e| SyncError::Permanent(e.to_string()))?;
         let exists = client
             .query_opt(
-                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname::text = $1::text",
                 &[&self.cfg.marker_role],
             )
             .await

@@ -267,7 +267,7 @@ impl StateSql {
 pub const READ_ROLES: &str = "
 SELECT r.rolname,
        r.rolcanlogin,
-       (r.rolsuper OR r.rolname = ANY($3) OR r.rolname = session_user
+       (r.rolsuper OR r.rolname::text = ANY($3::text[]) OR r.rolname = session_user
          OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
                     WHERE s.rolname IN ('rds_superuser', 'rdsadmin', 'rdsrepladmin')
                       AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER'))) AS protected,
@@ -275,33 +275,33 @@ SELECT r.rolname,
        ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m
              JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
        EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
-               WHERE m.member = r.oid AND g.rolname = $2) AS managed,
+               WHERE m.member = r.oid AND g.rolname::text = $2::text) AS managed,
        pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits
 FROM pg_catalog.pg_roles r
-WHERE r.rolname = ANY($1)";
+WHERE r.rolname::text = ANY($1::text[])";
 
 /// Terminate every session of a role (waiting up to 1 s for each to end) and count them.
 pub const TERMINATE_SESSIONS: &str = "
 SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
-FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()";
+FROM pg_catalog.pg_stat_activity WHERE usename::text = $1::text AND pid <> pg_catalog.pg_backend_pid()";
 
-pub const COUNT_SESSIONS: &str = "SELECT count(*)::bigint FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()";
+pub const COUNT_SESSIONS: &str = "SELECT count(*)::bigint FROM pg_catalog.pg_stat_activity WHERE usename::text = $1::text AND pid <> pg_catalog.pg_backend_pid()";
 
 /// Whether the master user (`session_user`) has the privileges of the IAM role (`$1`), which would make RDS
 /// refuse its password. Checked with `USAGE` (inherited privileges), which is what RDS's check follows.
 pub const MASTER_INHERITS_ROLE: &str = "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'USAGE')
-     FROM pg_catalog.pg_roles r WHERE r.rolname = $1";
+     FROM pg_catalog.pg_roles r WHERE r.rolname::text = $1::text";
 
 /// Mapped roles (`$1`) that would let a person bypass IAM authentication or escalate.
 pub const PRIVILEGED_ROLES: &str = "
 SELECT r.rolname::text FROM pg_catalog.pg_roles r
-WHERE r.rolname = ANY($1)
+WHERE r.rolname::text = ANY($1::text[])
   AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolname IN ('rds_superuser', 'rdsadmin')
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s WHERE s.rolname IN ('rds_superuser', 'rdsadmin')
                   AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')))";
 
 pub const EXISTING_ROLES: &str =
-    "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1)";
+    "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname::text = ANY($1::text[])";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,387 @@
+//! Converge, don't replay: duplicates change nothing, any order of the same events ends in the same state,
+//! an older event never undoes a newer one. Against real PostgreSQL over TLS.
+
+use lambda_http::http::StatusCode;
+use okta_hook::{HookApp, handle};
+use okta_rds_sync_tests::okta::{User, body_json, delivery, event, post};
+use okta_rds_sync_tests::{READERS_GROUP, RoleInfo, TestEnv, WRITERS_GROUP, set};
+use serde_json::Value;
+
+const ADD: &str = "group.user_membership.add";
+const REMOVE: &str = "group.user_membership.remove";
+const READERS: (&str, &str) = (READERS_GROUP, "eng-prod-access");
+const WRITERS: (&str, &str) = ("00g2wrtrsQRSTuvw0h8", "eng-prod-writers");
+
+async fn send(app: &HookApp, id: &str, events: Vec<Value>) -> Value {
+    let response = handle(app, post(&delivery(id, events))).await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
+    body_json(&response)
+}
+
+fn jane(env: &TestEnv) -> User {
+    User::new("00u7jdoeAbCdEf0h8", &env.login("jane"))
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_and_events_change_nothing() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = jane(&env);
+    let first = send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    assert_eq!(first["targets"][0]["changes"], 4);
+    let audit = env.audit().await.len();
+
+    let again = send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    assert_eq!(again["targets"][0]["duplicate_delivery"], true);
+    // Okta's retry of the same events under a new envelope id: every event is a duplicate.
+    let retry = send(
+        &app,
+        "d2",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    assert_eq!(
+        (
+            retry["targets"][0]["duplicate_events"].as_u64(),
+            retry["targets"][0]["changes"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(env.audit().await.len(), audit);
+}
+
+#[tokio::test]
+async fn an_older_event_never_undoes_a_newer_one() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = jane(&env);
+    let role = env.login("jane");
+    // Removal (t=20) arrives before the add it supersedes (t=10).
+    send(
+        &app,
+        "d1",
+        vec![event(REMOVE, Some(&u), Some(READERS), 20, "remove")],
+    )
+    .await;
+    send(
+        &app,
+        "d2",
+        vec![event(ADD, Some(&u), Some(READERS), 10, "add")],
+    )
+    .await;
+    assert!(
+        env.role(&role).await.is_none(),
+        "a late, older add must not grant access"
+    );
+
+    // Deactivated at t=50; a membership add published at t=40 arrives later: still no access.
+    send(
+        &app,
+        "d3",
+        vec![event(ADD, Some(&u), Some(READERS), 30, "add2")],
+    )
+    .await;
+    assert!(env.role(&role).await.unwrap().can_login);
+    send(
+        &app,
+        "d4",
+        vec![event(
+            "user.lifecycle.deactivate",
+            Some(&u),
+            None,
+            50,
+            "deact",
+        )],
+    )
+    .await;
+    send(
+        &app,
+        "d5",
+        vec![event(
+            "user.lifecycle.activate",
+            Some(&u),
+            None,
+            45,
+            "old-activate",
+        )],
+    )
+    .await;
+    assert!(
+        !env.role(&role).await.unwrap().can_login,
+        "an older activation does not undo the deactivation"
+    );
+    send(
+        &app,
+        "d6",
+        vec![event(
+            "user.lifecycle.activate",
+            Some(&u),
+            None,
+            60,
+            "activate",
+        )],
+    )
+    .await;
+    assert!(env.role(&role).await.unwrap().can_login);
+}
+
+#[tokio::test]
+async fn events_of_one_batch_apply_in_published_order_whatever_their_position() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = jane(&env);
+    let s = send(
+        &app,
+        "d1",
+        vec![
+            event("user.lifecycle.suspend", Some(&u), None, 30, "c"),
+            event(ADD, Some(&u), Some(READERS), 10, "a"),
+            event("user.lifecycle.unsuspend", Some(&u), None, 20, "b"),
+        ],
+    )
+    .await;
+    assert_eq!(s["events"], 3);
+    let role = env.role(&env.login("jane")).await;
+    // The user's newest status is SUSPENDED (t=30): no access, and no role was ever created.
+    assert!(role.is_none(), "{role:?}");
+}
+
+/// The access each login has in a test env, with the prefix removed so that two envs compare. A locked
+/// role with no grants is the same access as no role: whether one was created on the way (and kept, for
+/// its owned objects) depends on the order events arrived in, its access does not.
+async fn snapshot(env: &TestEnv, logins: &[&str]) -> Vec<(String, Option<RoleInfo>)> {
+    let mut out = Vec::new();
+    for l in logins {
+        let mut role = env.role(&env.login(l)).await;
+        if let Some(r) = &mut role {
+            r.member_of = r
+                .member_of
+                .iter()
+                .map(|m| m.replacen(&env.prefix, "T", 1))
+                .collect();
+        }
+        let no_access = role
+            .as_ref()
+            .is_some_and(|r| !r.can_login && r.member_of == set(&["T_managed"]));
+        out.push(((*l).to_owned(), if no_access { None } else { role }));
+    }
+    out
+}
+
+/// A small deterministic PRNG (xorshift) so shuffles are reproducible from a seed.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+#[tokio::test]
+async fn any_order_of_the_same_deliveries_ends_in_the_same_state() {
+    let story = |env: &TestEnv| {
+        let (a, b, c) = (
+            User::new("00uAAAA1", &env.login("ann")),
+            User::new("00uBBBB2", &env.login("ben")),
+            User::new("00uCCCC3", &env.login("cat")),
+        );
+        vec![
+            event(ADD, Some(&a), Some(READERS), 1, "01"),
+            event(ADD, Some(&a), Some(WRITERS), 2, "02"),
+            event(ADD, Some(&b), Some(READERS), 3, "03"),
+            event(REMOVE, Some(&a), Some(WRITERS), 4, "04"),
+            event("user.lifecycle.suspend", Some(&b), None, 5, "05"),
+            event(ADD, Some(&c), Some(WRITERS), 6, "06"),
+            event("user.lifecycle.deactivate", Some(&c), None, 7, "07"),
+            event("user.lifecycle.unsuspend", Some(&b), None, 8, "08"),
+            event(ADD, Some(&b), Some(WRITERS), 9, "09"),
+            event("group.lifecycle.delete", None, Some(WRITERS), 10, "10"),
+            event("user.lifecycle.activate", Some(&c), None, 11, "11"),
+            event(ADD, Some(&c), Some(READERS), 12, "12"),
+            // Same millisecond as the previous event: the uuid decides, in every order.
+            event(REMOVE, Some(&c), Some(READERS), 12, "13"),
+        ]
+    };
+    let logins = ["ann", "ben", "cat"];
+    let reference = {
+        let env = TestEnv::new().await;
+        let app = env.app().await;
+        for (i, e) in story(&env).into_iter().enumerate() {
+            send(&app, &format!("ref-{i}"), vec![e]).await;
+        }
+        snapshot(&env, &logins).await
+    };
+    assert!(
+        reference[0].1.as_ref().unwrap().can_login,
+        "ann keeps readers"
+    );
+    assert!(
+        reference[1]
+            .1
+            .as_ref()
+            .unwrap()
+            .member_of
+            .contains("T_app_ro"),
+        "ben active in readers"
+    );
+    assert!(
+        reference[2].1.is_none(),
+        "cat left readers at t=12 (uuid 13 > 12): no access"
+    );
+
+    for seed in [1_u64, 7, 42, 1234, 99_991, 0xDEAD_BEEF] {
+        let env = TestEnv::new().await;
+        let app = env.app().await;
+        let mut events: Vec<(usize, Value)> = story(&env).into_iter().enumerate().collect();
+        shuffle(&mut events, seed);
+        // Each event twice, as Okta's at-least-once delivery may do, some of them batched.
+        for (round, chunk) in events.chunks(3).enumerate() {
+            let batch: Vec<Value> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            send(&app, &format!("s{seed}-{round}"), batch.clone()).await;
+            send(&app, &format!("s{seed}-{round}-again"), batch).await;
+        }
+        assert_eq!(snapshot(&env, &logins).await, reference, "seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn leaving_one_group_keeps_what_another_group_still_grants() {
+    let env = TestEnv::new().await;
+    let extra = format!(
+        "{}\n[[grants]]\nokta_group = \"00gBOTHxx\"\ntarget = \"main\"\nroles = [\"{}\", \"{}\"]\n",
+        env.config_toml(),
+        env.readonly_role,
+        env.readwrite_role
+    );
+    let app = env.app_from(&extra).await;
+    let u = jane(&env);
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&u), Some(READERS), 1, "a"),
+            event(ADD, Some(&u), Some(("00gBOTHxx", "both")), 2, "b"),
+        ],
+    )
+    .await;
+    let role = env.login("jane");
+    assert_eq!(
+        env.role(&role).await.unwrap().member_of,
+        set(&[
+            &env.marker_role,
+            "rds_iam",
+            &env.readonly_role,
+            &env.readwrite_role
+        ])
+    );
+    send(
+        &app,
+        "d2",
+        vec![event(REMOVE, Some(&u), Some(("00gBOTHxx", "both")), 3, "c")],
+    )
+    .await;
+    let after = env.role(&role).await.unwrap();
+    assert_eq!(
+        after.member_of,
+        set(&[&env.marker_role, "rds_iam", &env.readonly_role]),
+        "readers still grants app_ro"
+    );
+    assert!(after.can_login);
+    let audit = env.audit().await;
+    assert_eq!(audit.iter().filter(|a| a.action == "revoke").count(), 1);
+}
+
+#[tokio::test]
+async fn group_deletion_ends_every_membership_and_stale_adds_stay_void() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let (a, b) = (
+        User::new("00uAAAA1", &env.login("ann")),
+        User::new("00uBBBB2", &env.login("ben")),
+    );
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&a), Some(WRITERS), 1, "a"),
+            event(ADD, Some(&b), Some(WRITERS), 2, "b"),
+        ],
+    )
+    .await;
+    let s = send(
+        &app,
+        "d2",
+        vec![event(
+            "group.lifecycle.delete",
+            None,
+            Some(WRITERS),
+            10,
+            "del",
+        )],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["users"], 2, "{s}");
+    for l in ["ann", "ben"] {
+        let r = env.role(&env.login(l)).await.unwrap();
+        assert!(
+            !r.can_login && r.member_of == set(&[&env.marker_role]),
+            "{l}: {r:?}"
+        );
+    }
+    // An add published before the deletion but delivered after it does not bring the group back.
+    send(
+        &app,
+        "d3",
+        vec![event(ADD, Some(&a), Some(WRITERS), 5, "late")],
+    )
+    .await;
+    assert!(!env.role(&env.login("ann")).await.unwrap().can_login);
+    let terminated = env
+        .audit()
+        .await
+        .iter()
+        .filter(|r| r.action == "terminate_sessions")
+        .count();
+    assert_eq!(
+        terminated, 2,
+        "each offboarding records its time to zero sessions"
+    );
+    assert_eq!(WRITERS.0, WRITERS_GROUP);
+}
+
+#[tokio::test]
+async fn failed_and_unknown_events_change_nothing() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = jane(&env);
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    let mut failed = event("user.lifecycle.deactivate", Some(&u), None, 2, "b");
+    failed["outcome"]["result"] = "FAILURE".into();
+    let s = send(
+        &app,
+        "d2",
+        vec![failed, event("user.session.start", Some(&u), None, 3, "c")],
+    )
+    .await;
+    assert_eq!(
+        (s["events"].as_u64(), s["ignored"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert!(env.role(&env.login("jane")).await.unwrap().can_login);
+}

@@ -1,0 +1,543 @@
+//! Safety rules (DESIGN.md), offboarding of live sessions, TLS, rotation and several targets, each against
+//! real PostgreSQL over TLS with SCRAM and moto's Secrets Manager.
+
+use lambda_http::http::StatusCode;
+use okta_hook::{HookApp, handle};
+use okta_rds_sync::sql::postgres::quote_ident;
+use okta_rds_sync_tests::okta::{User, body_json, delivery, event, post};
+use okta_rds_sync_tests::{READERS_GROUP, TestEnv, servers, set};
+use serde_json::Value;
+
+const ADD: &str = "group.user_membership.add";
+const REMOVE: &str = "group.user_membership.remove";
+const READERS: (&str, &str) = (READERS_GROUP, "eng-prod-access");
+
+async fn send(app: &HookApp, id: &str, events: Vec<Value>) -> (StatusCode, Value) {
+    let response = handle(app, post(&delivery(id, events))).await;
+    (response.status(), body_json(&response))
+}
+
+async fn send_ok(app: &HookApp, id: &str, events: Vec<Value>) -> Value {
+    let (status, body) = send(app, id, events).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn offboarding_kills_live_sessions_and_records_time_to_zero() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    send_ok(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    let role = env.login("jane");
+    let session = env.open_session_as(&role).await;
+    let second = env.open_session_as(&role).await;
+    session
+        .simple_query("SELECT 1")
+        .await
+        .expect("session works while entitled");
+
+    let s = send_ok(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "b")],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["sessions_terminated"], 2, "{s}");
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "live session must be gone"
+    );
+    assert!(second.simple_query("SELECT 1").await.is_err());
+    let after = env.role(&role).await.unwrap();
+    assert!(!after.can_login);
+    assert_eq!(after.member_of, set(&[&env.marker_role]));
+    assert!(
+        servers()
+            .connect(&env.database, &role, "session-pw")
+            .await
+            .is_err(),
+        "NOLOGIN: no new session"
+    );
+
+    let audit = env.audit().await;
+    let actions: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.event_uuids == "b")
+        .map(|a| a.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["disable_login", "revoke", "revoke", "terminate_sessions"],
+        "NOLOGIN first, kill last"
+    );
+    let kill = audit
+        .iter()
+        .find(|a| a.action == "terminate_sessions")
+        .unwrap();
+    assert_eq!(
+        (kill.outcome.as_str(), kill.detail.as_str()),
+        ("applied", "2 terminated, 0 remaining")
+    );
+    assert!(
+        kill.duration_ms > 0.0 && kill.duration_ms < 3000.0,
+        "time from receipt to zero sessions: {}",
+        kill.duration_ms
+    );
+}
+
+#[tokio::test]
+async fn losing_a_role_ends_sessions_that_could_hold_it_with_set_role() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let writers = ("00g2wrtrsQRSTuvw0h8", "eng-prod-writers");
+    send_ok(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&u), Some(READERS), 1, "a"),
+            event(ADD, Some(&u), Some(writers), 2, "b"),
+        ],
+    )
+    .await;
+    let session = env.open_session_as(&env.login("jane")).await;
+    session
+        .batch_execute(&format!("SET ROLE {}", env.readwrite_role))
+        .await
+        .unwrap();
+    send_ok(
+        &app,
+        "d2",
+        vec![event(REMOVE, Some(&u), Some(writers), 3, "c")],
+    )
+    .await;
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "a session holding the revoked role is ended"
+    );
+    assert!(
+        env.role(&env.login("jane")).await.unwrap().can_login,
+        "the user keeps readers access"
+    );
+}
+
+#[tokio::test]
+async fn an_unmanaged_role_with_the_same_name_is_reported_and_left_alone() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let name = env.login("jane");
+    env.superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {} LOGIN",
+            quote_ident(&name).unwrap()
+        ))
+        .await
+        .unwrap();
+    let u = User::new("00u7jdoeAbCdEf0h8", &name);
+    let s = send_ok(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    assert_eq!(
+        (
+            s["targets"][0]["changes"].as_u64(),
+            s["targets"][0]["refused"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    send_ok(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "b")],
+    )
+    .await;
+    let role = env.role(&name).await.unwrap();
+    assert!(
+        role.can_login && role.member_of.is_empty() && role.comment.is_none(),
+        "untouched: {role:?}"
+    );
+    let audit = env.audit().await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].outcome.as_str()),
+        ("unmanaged_role_exists", "refused")
+    );
+}
+
+#[tokio::test]
+async fn protected_roles_are_never_altered() {
+    let env = TestEnv::new().await;
+    let su = env.superuser().await;
+    let superuser_login = format!("{}_dba", env.prefix);
+    su.batch_execute(&format!("CREATE ROLE {superuser_login} LOGIN SUPERUSER"))
+        .await
+        .unwrap();
+    let configured = format!("{}_breakglass", env.prefix);
+    su.batch_execute(&format!("CREATE ROLE {configured} LOGIN"))
+        .await
+        .unwrap();
+    let app = env
+        .app_from(&env.config_with("", &format!("protected_roles = [\"{configured}\"]")))
+        .await;
+    // Okta logins that map onto the master user, a superuser and a configured protected role.
+    let users = [
+        (&env.master, "00uMASTER1"),
+        (&superuser_login, "00uDBA0001"),
+        (&configured, "00uBREAK01"),
+    ];
+    for (i, (login, id)) in users.iter().enumerate() {
+        let u = User::new(id, login);
+        send_ok(
+            &app,
+            &format!("a{i}"),
+            vec![event(ADD, Some(&u), Some(READERS), 1, &format!("a{i}"))],
+        )
+        .await;
+        send_ok(
+            &app,
+            &format!("d{i}"),
+            vec![event(
+                "user.lifecycle.deactivate",
+                Some(&u),
+                None,
+                2,
+                &format!("d{i}"),
+            )],
+        )
+        .await;
+    }
+    for (login, _) in users {
+        let r = env.role(login).await.unwrap();
+        assert!(
+            r.can_login && !r.member_of.contains("rds_iam"),
+            "{login} untouched: {r:?}"
+        );
+    }
+    let refusals: Vec<String> = env
+        .audit()
+        .await
+        .into_iter()
+        .map(|a| format!("{}:{}", a.action, a.outcome))
+        .collect();
+    assert_eq!(refusals, vec!["protected_role:refused"; 3]);
+    // The master still logs in with its password.
+    servers()
+        .connect(&env.database, &env.master, &env.master_password)
+        .await
+        .expect("master login works");
+}
+
+#[tokio::test]
+async fn the_master_never_inherits_rds_iam() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let role = env.login("jane");
+    send_ok(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    send_ok(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.suspend", Some(&u), None, 2, "b")],
+    )
+    .await;
+    // Someone makes the master a member of jane's role; giving jane rds_iam now would lock the master out.
+    let q = quote_ident(&role).unwrap();
+    env.superuser()
+        .await
+        .batch_execute(&format!("GRANT {q} TO {}", env.master))
+        .await
+        .unwrap();
+    let s = send_ok(
+        &app,
+        "d3",
+        vec![event("user.lifecycle.unsuspend", Some(&u), None, 3, "c")],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["refused"], 1, "{s}");
+    let r = env.role(&role).await.unwrap();
+    assert!(!r.can_login && !r.member_of.contains("rds_iam"), "{r:?}");
+    assert!(
+        env.audit()
+            .await
+            .iter()
+            .any(|a| a.action == "master_would_inherit_iam" && a.outcome == "refused")
+    );
+    servers()
+        .connect(&env.database, &env.master, &env.master_password)
+        .await
+        .expect("master login works");
+}
+
+#[tokio::test]
+async fn a_target_whose_master_already_has_rds_iam_is_refused() {
+    let env = TestEnv::new().await;
+    env.superuser()
+        .await
+        .batch_execute(&format!("GRANT rds_iam TO {}", env.master))
+        .await
+        .unwrap();
+    let app = env.app().await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let (status, body) = send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["targets"][0]["error"], "failed", "{body}");
+    assert!(
+        !body.to_string().contains("rds_iam"),
+        "no internals in the response"
+    );
+    assert!(env.role(&env.login("jane")).await.is_none());
+}
+
+#[tokio::test]
+async fn privileged_mappings_are_refused_unless_allowed() {
+    let env = TestEnv::new().await;
+    let admin = format!("{}_admin", env.prefix);
+    env.superuser()
+        .await
+        .batch_execute(&format!("CREATE ROLE {admin} NOLOGIN CREATEROLE"))
+        .await
+        .unwrap();
+    let grant = |allow: bool| {
+        format!(
+            "{}\n[[grants]]\nokta_group = \"00gADMINS1\"\ntarget = \"main\"\nroles = [\"{admin}\"]\nallow_privileged = {allow}\n",
+            env.config_toml()
+        )
+    };
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let refused = env.app_from(&grant(false)).await;
+    let (status, _) = send(
+        &refused,
+        "d1",
+        vec![event(ADD, Some(&u), Some(("00gADMINS1", "admins")), 1, "a")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(env.role(&env.login("jane")).await.is_none());
+
+    let allowed = env.app_from(&grant(true)).await;
+    send_ok(
+        &allowed,
+        "d2",
+        vec![event(ADD, Some(&u), Some(("00gADMINS1", "admins")), 1, "a")],
+    )
+    .await;
+    assert!(
+        env.role(&env.login("jane"))
+            .await
+            .unwrap()
+            .member_of
+            .contains(&admin)
+    );
+}
+
+#[tokio::test]
+async fn a_mapped_role_that_does_not_exist_stops_the_target() {
+    let env = TestEnv::new().await;
+    let toml = format!(
+        "{}\n[[grants]]\nokta_group = \"00gX\"\ntarget = \"main\"\nroles = [\"{}_nope\"]\n",
+        env.config_toml(),
+        env.prefix
+    );
+    let app = env.app_from(&toml).await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let (status, _) = send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn hostile_and_long_names_are_quoted_exactly_or_refused() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let p = &env.prefix;
+    let hostile = [
+        format!("o'brien\"; drop role {p}_master; --@{p}.acme.com"),
+        format!("zoë.ünïcödé🚀@{p}.acme.com"),
+        format!("semi;colon$$dollar\\back@{p}.acme.com"),
+    ];
+    let exactly_63 = format!(
+        "{}@{p}.acme.com",
+        "x".repeat(63 - format!("@{p}.acme.com").len())
+    );
+    let too_long = format!("{}@{p}.acme.com", "y".repeat(200));
+    let mut events = Vec::new();
+    for (i, login) in hostile.iter().chain([&exactly_63, &too_long]).enumerate() {
+        let u = User::new(&format!("00uHOSTILE{i}"), login);
+        events.push(event(ADD, Some(&u), Some(READERS), 1, &format!("h{i}")));
+    }
+    let s = send_ok(&app, "d1", events).await;
+    assert_eq!(s["targets"][0]["refused"], 1, "{s}");
+    for login in hostile.iter().chain([&exactly_63]) {
+        let r = env
+            .role(login)
+            .await
+            .unwrap_or_else(|| panic!("role {login:?} created with its exact name"));
+        assert!(r.can_login && r.member_of.contains("rds_iam"));
+    }
+    assert_eq!(exactly_63.len(), 63);
+    assert!(env.role(&too_long).await.is_none());
+    assert!(env.role(&too_long[..63]).await.is_none(), "never truncated");
+    assert!(
+        env.role(&env.master).await.is_some(),
+        "the injection attempt dropped nothing"
+    );
+    let refusal = env
+        .audit()
+        .await
+        .into_iter()
+        .find(|a| a.outcome == "refused")
+        .unwrap();
+    assert_eq!(
+        (refusal.action.as_str(), refusal.okta_id.as_str()),
+        ("name_rejected", "00uHOSTILE4")
+    );
+    assert!(
+        refusal
+            .detail
+            .contains(&format!("{} bytes", too_long.len())),
+        "{}",
+        refusal.detail
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_is_refused() {
+    let env = TestEnv::new().await;
+    let toml = env.config_toml().replace(
+        &format!("ca_file = \"{}\"", servers().ca_file.display()),
+        &format!("ca_file = \"{}\"", servers().other_ca_file.display()),
+    );
+    let app = env.app_from(&toml).await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let (status, body) = send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // The default trust store (the RDS CA bundle) does not trust the test CA either.
+    let bundled = env
+        .app_from(&toml.replace(
+            &format!("ca_file = \"{}\"", servers().other_ca_file.display()),
+            "",
+        ))
+        .await;
+    let (status, _) = send(
+        &bundled,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(env.role(&env.login("jane")).await.is_none());
+}
+
+#[tokio::test]
+async fn a_rotated_master_password_is_re_read_and_nothing_is_lost() {
+    let mut env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    send_ok(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    // RDS rotates the master password; the warm function still has the old one cached.
+    env.rotate_master_password("rotated-password-2").await;
+    // A failover (or idle timeout) drops the kept connection, forcing a new login.
+    env.superuser()
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&env.master],
+        )
+        .await
+        .unwrap();
+    send_ok(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "b")],
+    )
+    .await;
+    assert!(
+        !env.role(&env.login("jane")).await.unwrap().can_login,
+        "the offboarding was applied"
+    );
+}
+
+#[tokio::test]
+async fn several_targets_all_converge() {
+    let env = TestEnv::new().await;
+    let second_db = format!("{}_db2", env.prefix);
+    servers()
+        .superuser("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {second_db} OWNER {}", env.master))
+        .await
+        .unwrap();
+    let base = env.config_toml();
+    let target_block = &base[base.find("[[targets]]").unwrap()..base.find("[[grants]]").unwrap()];
+    let second = target_block
+        .replace("name = \"main\"", "name = \"second\"")
+        .replace(
+            &format!("database = \"{}\"", env.database),
+            &format!("database = \"{second_db}\""),
+        )
+        .replace(
+            &format!("marker_role = \"{}\"", env.marker_role),
+            &format!("marker_role = \"{}\"", env.marker_role),
+        );
+    let toml = format!(
+        "{base}\n{second}\n[[grants]]\nokta_group = \"{READERS_GROUP}\"\ntarget = \"second\"\nroles = [\"{}\"]\n",
+        env.readwrite_role
+    );
+    let app = env.app_from(&toml).await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let s = send_ok(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    assert_eq!(s["targets"].as_array().unwrap().len(), 2);
+    // Roles are cluster-wide: both targets manage the same role, each granting its own mapped role.
+    let r = env.role(&env.login("jane")).await.unwrap();
+    assert!(
+        r.member_of.contains(&env.readonly_role) && r.member_of.contains(&env.readwrite_role),
+        "{r:?}"
+    );
+    let second_client = servers().superuser(&second_db).await;
+    let rows = second_client
+        .query("SELECT action FROM okta_rds_sync.audit", &[])
+        .await
+        .unwrap();
+    assert!(
+        !rows.is_empty(),
+        "the second target has its own state and audit"
+    );
+}
