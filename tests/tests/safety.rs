@@ -507,10 +507,6 @@ async fn several_targets_all_converge() {
         .replace(
             &format!("database = \"{}\"", env.database),
             &format!("database = \"{second_db}\""),
-        )
-        .replace(
-            &format!("marker_role = \"{}\"", env.marker_role),
-            &format!("marker_role = \"{}\"", env.marker_role),
         );
     let toml = format!(
         "{base}\n{second}\n[[grants]]\nokta_group = \"{READERS_GROUP}\"\ntarget = \"second\"\nroles = [\"{}\"]\n",

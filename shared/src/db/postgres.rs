@@ -558,6 +558,9 @@ async fn claim_events(
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
+/// `(user, value, published, uuid)` columns of a fact batch, bound as arrays.
+type FactColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>, Vec<&'a str>);
+
 async fn write_facts(
     tx: &Transaction<'_>,
     state: &sql::StateSql,
@@ -565,7 +568,7 @@ async fn write_facts(
 ) -> Result<(), SyncError> {
     let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
     if !batch.logins.is_empty() {
-        let (u, l, p, id): (Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>, Vec<&str>) = unzip4(
+        let (u, l, p, id): FactColumns<'_> = unzip4(
             batch
                 .logins
                 .iter()
@@ -576,7 +579,7 @@ async fn write_facts(
             .map_err(pg("record logins"))?;
     }
     if !batch.statuses.is_empty() {
-        let (u, st, p, id): (Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>, Vec<&str>) = unzip4(
+        let (u, st, p, id): FactColumns<'_> = unzip4(
             batch
                 .statuses
                 .iter()
