@@ -395,8 +395,13 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        Self::named(&format!("t{}", NEXT_ENV.fetch_add(1, Ordering::SeqCst))).await
+    }
+
+    /// An env whose names all start with `prefix` (unique per cluster).
+    pub async fn named(prefix: &str) -> Self {
         let servers = servers();
-        let prefix = format!("t{}", NEXT_ENV.fetch_add(1, Ordering::SeqCst));
+        let prefix = prefix.to_owned();
         let database = format!("{prefix}_db");
         let master = format!("{prefix}_master");
         let master_password = format!("{prefix}-master-pw-'\"x");

@@ -84,6 +84,21 @@ pub fn request(method: &str, headers: &[(&str, &str)], body: Option<&str>) -> Re
     lambda_http::request::from_str(&e.to_string()).expect("lambda event")
 }
 
+/// A whole Function URL event (JSON text) carrying a POST of `body` with the demo secret, as the Lambda
+/// service hands it to the runtime.
+pub fn request_event_json(body: &str) -> String {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": { "authorization": crate::DEMO_SECRET, "content-type": "application/json" },
+        "requestContext": { "accountId": "anonymous", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abc", "http": { "method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.20",
+            "userAgent": "Okta-Integrations" }, "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "02/Mar/2026:15:00:00 +0000", "timeEpoch": 1772463600000u64 },
+        "body": body, "isBase64Encoded": false
+    })
+    .to_string()
+}
+
 /// A POST with the demo secret.
 pub fn post(body: &str) -> Request {
     request(

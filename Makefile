@@ -1,0 +1,44 @@
+# okta-rds-sync: the commands of the README. `make help` lists them.
+SHELL := bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help setup setup-tools build test lint demo bench events clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(VENV)/bin/moto_server:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+
+setup: $(VENV)/bin/moto_server ## test prerequisites: moto's server (local Secrets Manager) in .venv
+
+setup-tools: setup ## deployment tools in .venv: cargo-lambda + zig, SAM CLI, cfn-lint
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda ziglang aws-sam-cli cfn-lint
+
+build: ## debug build of every crate
+	cargo build --workspace --locked
+
+test: setup ## unit, table and end-to-end tests (starts its own PostgreSQL and moto)
+	cargo test --workspace --locked
+
+lint: ## rustfmt and clippy -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+demo: setup ## run okta-hook locally against a throwaway PostgreSQL, replay events/, print the result
+	cargo build --locked -p okta-hook -p okta-rds-sync-tests --bins
+	./target/debug/demo target/debug/okta-hook
+
+bench: setup ## cold start, warm latency (1/10/100 events) and peak RSS of the release binary
+	cargo build --release --locked -p okta-hook -p okta-rds-sync-tests --bins
+	./target/release/bench target/release/okta-hook
+
+events: ## regenerate events/ from scripts/make-events.py
+	python3 scripts/make-events.py
+
+clean: ## remove build output, .venv and .demo
+	cargo clean
+	rm -rf $(VENV) .demo
