@@ -22,7 +22,9 @@ build: ## debug build of every crate
 	cargo build --workspace --locked
 
 test: setup ## unit, table and end-to-end tests (starts its own PostgreSQL and moto)
-	cargo test --workspace --locked
+	@mkdir -p target
+	set -o pipefail; cargo test --workspace --locked 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "okta-rds-sync tests: %d passed, %d failed\n", p, f }' target/test.log
 
 lint: ## rustfmt and clippy -D warnings
 	cargo fmt --all -- --check
