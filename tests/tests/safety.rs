@@ -537,3 +537,51 @@ async fn several_targets_all_converge() {
         "the second target has its own state and audit"
     );
 }
+
+#[tokio::test]
+async fn a_failed_session_kill_is_finished_by_okta_s_retry() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    send_ok(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
+    )
+    .await;
+    let session = env.open_session_as(&env.login("jane")).await;
+    // The master loses the right to signal other backends: the kill fails after the commit.
+    let su = env.superuser().await;
+    su.batch_execute(&format!("REVOKE pg_signal_backend FROM {}", env.master))
+        .await
+        .unwrap();
+    let offboard = || vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "b")];
+    let (status, _) = send(&app, "d2", offboard()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "Okta must retry");
+    assert!(
+        !env.role(&env.login("jane")).await.unwrap().can_login,
+        "NOLOGIN and revokes were committed"
+    );
+    session
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session survived the failed kill");
+    let failed = env
+        .audit()
+        .await
+        .into_iter()
+        .find(|a| a.action == "terminate_sessions")
+        .unwrap();
+    assert_eq!(failed.outcome, "failed");
+
+    su.batch_execute(&format!("GRANT pg_signal_backend TO {}", env.master))
+        .await
+        .unwrap();
+    let retry = send_ok(&app, "d2", offboard()).await;
+    assert_eq!(retry["targets"][0]["duplicate_delivery"], true);
+    assert_eq!(retry["targets"][0]["sessions_terminated"], 1, "{retry}");
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "the retry finished the offboarding"
+    );
+}

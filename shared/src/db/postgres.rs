@@ -306,18 +306,19 @@ impl PgTarget {
             .await
             .map_err(pg("session settings"))?;
 
-        if tx
+        // A delivery seen before records no facts, but its users are still re-converged: if the first
+        // attempt committed and then failed (say, while terminating sessions), Okta's retry finishes it.
+        let duplicate = tx
             .query_opt(&state.claim_delivery, &[&received.delivery_id])
             .await
             .map_err(pg("claim delivery"))?
-            .is_none()
-        {
-            tx.rollback().await.map_err(pg("rollback"))?;
-            summary.duplicate_delivery = true;
-            summary.duplicate_events = events.len();
-            return Ok(summary);
-        }
-        let new_uuids = claim_events(&tx, &state, events).await?;
+            .is_none();
+        summary.duplicate_delivery = duplicate;
+        let new_uuids = if duplicate {
+            HashSet::new()
+        } else {
+            claim_events(&tx, &state, events).await?
+        };
         let fresh: Vec<&OktaEvent> = events
             .iter()
             .filter(|e| new_uuids.contains(&e.uuid))
@@ -327,16 +328,22 @@ impl PgTarget {
 
         // Which users this delivery touches, and through which events (for the audit trail).
         let mut touched: BTreeMap<String, Vec<&OktaEvent>> = BTreeMap::new();
-        for e in &fresh {
+        for e in events {
             if let Some(u) = &e.user {
                 touched.entry(u.id.clone()).or_default().push(e);
             }
         }
+        // Users with news in this delivery: only their refusals are audited (again and again would be noise).
+        let with_news: HashSet<&str> = fresh
+            .iter()
+            .filter_map(|e| e.user.as_ref().map(|u| u.id.as_str()))
+            .collect();
         let ids: Vec<String> = touched.keys().cloned().collect();
         tx.query_one(sql::LOCK_USERS, &[&ids])
             .await
             .map_err(pg("lock users"))?;
 
+        let mut news_by_group: Vec<String> = Vec::new();
         let batch = FactBatch::reduce(fresh.iter().flat_map(|e| facts_of(e)).filter(|f| match f {
             crate::journal::Fact::Membership { group, .. }
             | crate::journal::Fact::GroupDeleted { group, .. } => mapping.group_is_mapped(group),
@@ -368,8 +375,13 @@ impl PgTarget {
             for user in rows.iter().map(|r| r.get::<_, String>(0)) {
                 touched.entry(user).or_default().extend(event.copied());
             }
+            news_by_group.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
         write_facts(&tx, &state, &batch).await?;
+        let with_news: HashSet<&str> = with_news
+            .into_iter()
+            .chain(news_by_group.iter().map(String::as_str))
+            .collect();
 
         let users: Vec<String> = touched.keys().cloned().collect();
         summary.users = users.len();
@@ -421,7 +433,11 @@ impl PgTarget {
                     outcome,
                     duration_ms: ms(received.at.elapsed()),
                 };
-            for r in &plan.refusals {
+            for r in plan
+                .refusals
+                .iter()
+                .filter(|_| with_news.contains(okta_id.as_str()))
+            {
                 summary.refused += 1;
                 audit.push(entry(
                     r.code(),
@@ -492,29 +508,43 @@ impl PgTarget {
             entry.log();
         }
 
-        // After commit: kill sessions of every role that lost access, and prove none is left.
+        // After commit: kill sessions of every role that lost access, and prove none is left. A failure is
+        // audited, the other roles are still handled, and the error makes Okta retry (the retry re-converges).
         let mut session_audit = Vec::new();
+        let roles: Vec<String> = offboarded.iter().map(|o| o.1.clone()).collect();
+        let killed = terminate_sessions(&conn.client, &roles).await;
         for (okta_id, role, uuids, actor, changed) in offboarded {
-            let (terminated, remaining) = terminate_sessions(&conn.client, &role).await?;
-            summary.sessions_terminated += terminated;
-            if changed || terminated > 0 || remaining > 0 {
-                session_audit.push(AuditEntry {
-                    target: name.clone(),
-                    delivery_id: received.delivery_id.clone(),
-                    event_uuids: uuids,
-                    actor,
-                    okta_id: Some(okta_id),
-                    role: Some(role),
-                    action: "terminate_sessions".into(),
-                    detail: Some(format!("{terminated} terminated, {remaining} remaining")),
-                    outcome: if remaining == 0 {
+            let (outcome, detail) = match &killed {
+                Ok(counts) => {
+                    let (terminated, remaining) = counts.get(&role).copied().unwrap_or_default();
+                    summary.sessions_terminated += terminated;
+                    if !(changed || terminated > 0 || remaining > 0) {
+                        continue;
+                    }
+                    let outcome = if remaining == 0 {
                         Outcome::Applied
                     } else {
                         Outcome::Failed
-                    },
-                    duration_ms: ms(received.at.elapsed()),
-                });
-            }
+                    };
+                    (
+                        outcome,
+                        format!("{terminated} terminated, {remaining} remaining"),
+                    )
+                }
+                Err(e) => (Outcome::Failed, e.to_string()),
+            };
+            session_audit.push(AuditEntry {
+                target: name.clone(),
+                delivery_id: received.delivery_id.clone(),
+                event_uuids: uuids,
+                actor,
+                okta_id: Some(okta_id),
+                role: Some(role),
+                action: "terminate_sessions".into(),
+                detail: Some(detail),
+                outcome,
+                duration_ms: ms(received.at.elapsed()),
+            });
         }
         if !session_audit.is_empty() {
             let tx = conn.client.transaction().await.map_err(pg("begin"))?;
@@ -524,6 +554,7 @@ impl PgTarget {
                 entry.log();
             }
         }
+        killed?;
         Ok(summary)
     }
 }
@@ -771,29 +802,42 @@ async fn insert_audit(
     Ok(())
 }
 
-/// Terminate every session of `role` and re-check until none is left (bounded). Returns
-/// `(terminated, remaining)`.
-async fn terminate_sessions(client: &Client, role: &str) -> Result<(i64, i64), SyncError> {
-    let mut terminated = 0;
+/// Terminate every session of `roles` and re-check until none is left (bounded): per role,
+/// `(terminated, remaining)`. Two queries per round, whatever the number of roles.
+async fn terminate_sessions(
+    client: &Client,
+    roles: &[String],
+) -> Result<BTreeMap<String, (i64, i64)>, SyncError> {
+    let mut result: BTreeMap<String, (i64, i64)> =
+        roles.iter().map(|r| (r.clone(), (0, 0))).collect();
+    let mut pending: Vec<String> = roles.to_vec();
     for attempt in 0..5 {
-        let killed: i64 = client
-            .query_one(sql::TERMINATE_SESSIONS, &[&role])
-            .await
-            .map_err(|e| classify_pg("terminate sessions", &e))?
-            .get(0);
-        terminated += killed;
-        let remaining: i64 = client
-            .query_one(sql::COUNT_SESSIONS, &[&role])
-            .await
-            .map_err(|e| classify_pg("count sessions", &e))?
-            .get(0);
-        if remaining == 0 {
-            return Ok((terminated, 0));
+        if pending.is_empty() {
+            break;
         }
-        if attempt == 4 {
-            return Ok((terminated, remaining));
+        let rows = client
+            .query(sql::TERMINATE_SESSIONS, &[&pending])
+            .await
+            .map_err(|e| classify_pg("terminate sessions", &e))?;
+        for r in rows {
+            if let Some(entry) = result.get_mut(&r.get::<_, String>(0)) {
+                entry.0 += r.get::<_, i64>(1);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rows = client
+            .query(sql::COUNT_SESSIONS, &[&pending])
+            .await
+            .map_err(|e| classify_pg("count sessions", &e))?;
+        let left: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for role in &pending {
+            if let Some(entry) = result.get_mut(role) {
+                entry.1 = left.get(role).copied().unwrap_or(0);
+            }
+        }
+        pending.retain(|r| left.contains_key(r));
+        if !pending.is_empty() && attempt < 4 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    Ok((terminated, 0))
+    Ok(result)
 }

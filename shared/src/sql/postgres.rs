@@ -280,12 +280,18 @@ SELECT r.rolname,
 FROM pg_catalog.pg_roles r
 WHERE r.rolname::text = ANY($1::text[])";
 
-/// Terminate every session of a role (waiting up to 1 s for each to end) and count them.
+/// Terminate every session of the roles `$1` (waiting up to 1 s for each to end): `(role, terminated)`.
 pub const TERMINATE_SESSIONS: &str = "
-SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
-FROM pg_catalog.pg_stat_activity WHERE usename::text = $1::text AND pid <> pg_catalog.pg_backend_pid()";
+SELECT usename::text, count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
+FROM pg_catalog.pg_stat_activity
+WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid()
+GROUP BY usename";
 
-pub const COUNT_SESSIONS: &str = "SELECT count(*)::bigint FROM pg_catalog.pg_stat_activity WHERE usename::text = $1::text AND pid <> pg_catalog.pg_backend_pid()";
+/// Sessions left per role of `$1`: `(role, count)`, only roles that have some.
+pub const COUNT_SESSIONS: &str = "
+SELECT usename::text, count(*)::bigint FROM pg_catalog.pg_stat_activity
+WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid()
+GROUP BY usename";
 
 /// Whether the master user (`session_user`) has the privileges of the IAM role (`$1`), which would make RDS
 /// refuse its password. Checked with `USAGE` (inherited privileges), which is what RDS's check follows.

@@ -45,29 +45,54 @@ fn stats(name: &str, mut samples: Vec<Duration>) {
 
 async fn invoke_ok(api: &RuntimeApi, body: String) -> Duration {
     let start = Instant::now();
-    let answer = api.invoke(Bytes::from(body), Duration::from_secs(30)).await.expect("invoke");
+    let answer = api
+        .invoke(Bytes::from(body), Duration::from_secs(30))
+        .await
+        .expect("invoke");
     let took = start.elapsed();
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.contains("\"statusCode\":200"), "unexpected answer: {text}");
+    assert!(
+        text.contains("\"statusCode\":200"),
+        "unexpected answer: {text}"
+    );
     took
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let binary = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| root.join("target/release/okta-hook"));
-    let iterations: usize = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(20);
+    let binary = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/okta-hook"));
+    let iterations: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     let s = servers();
     let env = TestEnv::named("bench").await;
     let config = s.dir.join("bench-config.toml");
     std::fs::write(&config, env.config_toml())?;
-    println!("okta-hook benchmark: {} ({} bytes)", binary.display(), std::fs::metadata(&binary)?.len());
-    println!("PostgreSQL localhost:{} over TLS (SCRAM), Secrets Manager = moto {}\n", s.pg_port, s.moto_url);
+    println!(
+        "okta-hook benchmark: {} ({} bytes)",
+        binary.display(),
+        std::fs::metadata(&binary)?.len()
+    );
+    println!(
+        "PostgreSQL localhost:{} over TLS (SCRAM), Secrets Manager = moto {}\n",
+        s.pg_port, s.moto_url
+    );
 
     // Cold starts: a new process per sample.
     let mut to_challenge = Vec::new();
@@ -76,11 +101,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let api = RuntimeApi::start().await?;
         let started = Instant::now();
         let mut child = api.spawn_function(&binary, &lambda_env(&config), None)?;
-        let answer = api.invoke(Bytes::from(sample("challenge")), Duration::from_secs(30)).await?;
+        let answer = api
+            .invoke(Bytes::from(sample("challenge")), Duration::from_secs(30))
+            .await?;
         to_challenge.push(started.elapsed());
         assert!(String::from_utf8_lossy(&answer).contains("\"statusCode\":200"));
         let u = User::new(&format!("00uCOLD{i:05}"), &env.login(&format!("cold{i}")));
-        let body = request_event_json(&delivery(&format!("cold-{i}"), vec![event("group.user_membership.add", Some(&u), Some((READERS_GROUP, "r")), 1, &format!("cold-{i}"))]));
+        let body = request_event_json(&delivery(
+            &format!("cold-{i}"),
+            vec![event(
+                "group.user_membership.add",
+                Some(&u),
+                Some((READERS_GROUP, "r")),
+                1,
+                &format!("cold-{i}"),
+            )],
+        ));
         invoke_ok(&api, body).await;
         to_delivery.push(started.elapsed());
         child.kill()?;
@@ -98,14 +134,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut samples = Vec::new();
         let mut all_users = Vec::new();
         for it in 0..iterations {
-            let users: Vec<User> =
-                (0..size).map(|j| User::new(&format!("00uW{size}x{it}x{j}"), &env.login(&format!("w{size}.{it}.{j}")))).collect();
+            let users: Vec<User> = (0..size)
+                .map(|j| {
+                    User::new(
+                        &format!("00uW{size}x{it}x{j}"),
+                        &env.login(&format!("w{size}.{it}.{j}")),
+                    )
+                })
+                .collect();
             let events = users
                 .iter()
                 .enumerate()
-                .map(|(j, u)| event("group.user_membership.add", Some(u), Some((READERS_GROUP, "r")), 10, &format!("on-{size}-{it}-{j}")))
+                .map(|(j, u)| {
+                    event(
+                        "group.user_membership.add",
+                        Some(u),
+                        Some((READERS_GROUP, "r")),
+                        10,
+                        &format!("on-{size}-{it}-{j}"),
+                    )
+                })
                 .collect();
-            samples.push(invoke_ok(&api, request_event_json(&delivery(&format!("on-{size}-{it}"), events))).await);
+            samples.push(
+                invoke_ok(
+                    &api,
+                    request_event_json(&delivery(&format!("on-{size}-{it}"), events)),
+                )
+                .await,
+            );
             all_users.push(users);
         }
         stats(&format!("warm: {size}-event delivery, onboarding"), samples);
@@ -117,22 +173,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let events = users
                 .iter()
                 .enumerate()
-                .map(|(j, u)| event("user.lifecycle.deactivate", Some(u), None, 20, &format!("off-{size}-{it}-{j}")))
+                .map(|(j, u)| {
+                    event(
+                        "user.lifecycle.deactivate",
+                        Some(u),
+                        None,
+                        20,
+                        &format!("off-{size}-{it}-{j}"),
+                    )
+                })
                 .collect();
-            samples.push(invoke_ok(&api, request_event_json(&delivery(&format!("off-{size}-{it}"), events))).await);
+            samples.push(
+                invoke_ok(
+                    &api,
+                    request_event_json(&delivery(&format!("off-{size}-{it}"), events)),
+                )
+                .await,
+            );
         }
-        stats(&format!("warm: {size}-event delivery, offboarding"), samples);
+        stats(
+            &format!("warm: {size}-event delivery, offboarding"),
+            samples,
+        );
     }
     let mut dup = Vec::new();
     for it in 0..iterations {
-        dup.push(invoke_ok(&api, request_event_json(&delivery(&format!("on-100-{}", it % iterations), vec![]))).await);
+        dup.push(
+            invoke_ok(
+                &api,
+                request_event_json(&delivery(&format!("on-100-{}", it % iterations), vec![])),
+            )
+            .await,
+        );
     }
     stats("warm: duplicate delivery (already seen)", dup);
     let rss = peak_rss_kib(child.id());
     child.kill()?;
     child.wait()?;
     match rss {
-        Some(kib) => println!("{:<44} {:.1} MiB", "peak RSS (VmHWM) of the warm process", kib as f64 / 1024.0),
+        Some(kib) => println!(
+            "{:<44} {:.1} MiB",
+            "peak RSS (VmHWM) of the warm process",
+            kib as f64 / 1024.0
+        ),
         None => println!("peak RSS: unavailable (no /proc)"),
     }
     Ok(())

@@ -18,7 +18,10 @@ const STORY: &[(&str, &str)] = &[
     ("malformed-body", "a body that is not JSON"),
     ("wrong-method", "a PUT"),
     ("01-group-membership-add", "jane joins eng-prod-access"),
-    ("02-batch", "batch: bob joins writers+readers, jane joins writers, 1 unhandled event"),
+    (
+        "02-batch",
+        "batch: bob joins writers+readers, jane joins writers, 1 unhandled event",
+    ),
     ("03-user-suspend", "bob is suspended"),
     ("04-user-unsuspend", "bob is unsuspended"),
     ("05-user-update-profile", "jane's login changes to jane.roe"),
@@ -26,18 +29,34 @@ const STORY: &[(&str, &str)] = &[
     ("07-user-deactivate", "bob is deactivated"),
     ("08-user-activate", "bob is activated again"),
     ("09-group-delete", "eng-prod-writers is deleted"),
-    ("10-user-deactivate-jane", "jane is deactivated (she has a live session)"),
+    (
+        "10-user-deactivate-jane",
+        "jane is deactivated (she has a live session)",
+    ),
     ("11-user-delete-initiated", "jane's deletion starts"),
-    ("unknown-event-type", "an unhandled type and a FAILURE outcome"),
-    ("01-group-membership-add", "Okta redelivers the first delivery"),
+    (
+        "unknown-event-type",
+        "an unhandled type and a FAILURE outcome",
+    ),
+    (
+        "01-group-membership-add",
+        "Okta redelivers the first delivery",
+    ),
 ];
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let binary = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| root.join("target/debug/okta-hook"));
+    let binary = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/debug/okta-hook"));
     if !binary.is_file() {
-        return Err(format!("{} not found: build it first (make demo does)", binary.display()).into());
+        return Err(format!(
+            "{} not found: build it first (make demo does)",
+            binary.display()
+        )
+        .into());
     }
     let work = root.join(".demo");
     std::fs::create_dir_all(&work)?;
@@ -46,10 +65,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = TestEnv::named("demo").await;
     let config = work.join("config.toml");
     std::fs::write(&config, env.config_toml())?;
-    println!("  PostgreSQL  localhost:{} (database {}, master {}, CA {})", s.pg_port, env.database, env.master, s.ca_file.display());
+    println!(
+        "  PostgreSQL  localhost:{} (database {}, master {}, CA {})",
+        s.pg_port,
+        env.database,
+        env.master,
+        s.ca_file.display()
+    );
     println!("  moto        {}", s.moto_url);
     println!("  config      {}", config.display());
-    println!("  grants      eng-prod-access ({}) -> {}; eng-prod-writers -> {}", okta_rds_sync_tests::READERS_GROUP, env.readonly_role, env.readwrite_role);
+    println!(
+        "  grants      eng-prod-access ({}) -> {}; eng-prod-writers -> {}",
+        okta_rds_sync_tests::READERS_GROUP,
+        env.readonly_role,
+        env.readwrite_role
+    );
 
     let api = RuntimeApi::start().await?;
     let log = work.join("function.log");
@@ -62,35 +92,68 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
     ];
     let mut child = api.spawn_function(&binary, &lambda_env, Some(&log))?;
-    println!("  function    {} (logs: {})\n", binary.display(), log.display());
+    println!(
+        "  function    {} (logs: {})\n",
+        binary.display(),
+        log.display()
+    );
 
-    println!("{:<28} {:>6}  {}", "event file", "status", "what happens / response");
+    println!(
+        "{:<28} {:>6}  {}",
+        "event file", "status", "what happens / response"
+    );
     let mut session = None;
     for (name, what) in STORY {
         if *name == "10-user-deactivate-jane" {
             session = Some(env.open_session_as("jane.roe@acme.com").await);
         }
-        let answer = api.invoke(Bytes::from(sample(name)), Duration::from_secs(60)).await?;
+        let answer = api
+            .invoke(Bytes::from(sample(name)), Duration::from_secs(60))
+            .await?;
         let answer: serde_json::Value = serde_json::from_slice(&answer)?;
-        let body: serde_json::Value = answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+        let body: serde_json::Value = answer["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or_default();
         let brief = match body.get("targets").and_then(|t| t.get(0)) {
             Some(t) => format!(
                 "events {} ignored {} | changes {} refused {} duplicate {} sessions killed {}",
-                body["events"], body["ignored"], t["changes"], t["refused"], t["duplicate_delivery"], t["sessions_terminated"]
+                body["events"],
+                body["ignored"],
+                t["changes"],
+                t["refused"],
+                t["duplicate_delivery"],
+                t["sessions_terminated"]
             ),
             None => body.to_string(),
         };
-        println!("{name:<28} {:>6}  {what}\n{:<36}{brief}", answer["statusCode"], "");
+        println!(
+            "{name:<28} {:>6}  {what}\n{:<36}{brief}",
+            answer["statusCode"], ""
+        );
     }
     if let Some(s) = session {
-        println!("\njane's live session after her deactivation: {}", if s.simple_query("SELECT 1").await.is_err() { "terminated" } else { "STILL ALIVE" });
+        println!(
+            "\njane's live session after her deactivation: {}",
+            if s.simple_query("SELECT 1").await.is_err() {
+                "terminated"
+            } else {
+                "STILL ALIVE"
+            }
+        );
     }
     child.kill()?;
     child.wait()?;
 
     let su = env.superuser().await;
-    println!("\nRoles managed by okta-rds-sync (members of {}):", env.marker_role);
-    println!("{:<24} {:<6} {:<26} {}", "role", "login", "okta user (comment)", "member of");
+    println!(
+        "\nRoles managed by okta-rds-sync (members of {}):",
+        env.marker_role
+    );
+    println!(
+        "{:<24} {:<6} {:<26} {}",
+        "role", "login", "okta user (comment)", "member of"
+    );
     let rows = su
         .query(
             "SELECT r.rolname::text, r.rolcanlogin, coalesce(shobj_description(r.oid, 'pg_authid'), ''),
@@ -102,11 +165,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     for r in rows {
-        let (name, login, comment, member_of): (String, bool, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
-        println!("{name:<24} {:<6} {comment:<26} {member_of}", if login { "yes" } else { "no" });
+        let (name, login, comment, member_of): (String, bool, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        println!(
+            "{name:<24} {:<6} {comment:<26} {member_of}",
+            if login { "yes" } else { "no" }
+        );
     }
     println!("\nAudit trail (okta_rds_sync.audit):");
-    println!("{:<3} {:<18} {:<20} {:<18} {:<8} {:>9}  {}", "#", "okta user", "role", "action", "outcome", "ms", "detail");
+    println!(
+        "{:<3} {:<18} {:<20} {:<18} {:<8} {:>9}  {}",
+        "#", "okta user", "role", "action", "outcome", "ms", "detail"
+    );
     let rows = su
         .query(
             "SELECT id, coalesce(okta_id,''), coalesce(role_name,''), action, outcome, coalesce(duration_ms,0), coalesce(detail,'')
@@ -115,8 +185,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     for r in rows {
-        let (id, user, role, action, outcome, ms, detail): (i64, String, String, String, String, f64, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
+        let (id, user, role, action, outcome, ms, detail): (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            f64,
+            String,
+        ) = (
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+        );
         println!("{id:<3} {user:<18} {role:<20} {action:<18} {outcome:<8} {ms:>9.1}  {detail}");
     }
     println!("\nThe servers stop and their files are removed when this program exits.");
