@@ -23,7 +23,7 @@ fn lambda_env(config: &std::path::Path, level: &str) -> Vec<(&'static str, Strin
 
 fn scratch(env: &TestEnv) -> PathBuf {
     let dir = servers().dir.join(format!("{}-fn", env.prefix));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
 

@@ -99,8 +99,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     println!(
-        "{:<28} {:>6}  {}",
-        "event file", "status", "what happens / response"
+        "{:<28} {:>6}  what happens / response",
+        "event file", "status"
     );
     let mut session = None;
     for (name, what) in STORY {
@@ -151,8 +151,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env.marker_role
     );
     println!(
-        "{:<24} {:<6} {:<26} {}",
-        "role", "login", "okta user (comment)", "member of"
+        "{:<24} {:<6} {:<26} member of",
+        "role", "login", "okta user (comment)"
     );
     let rows = su
         .query(
@@ -174,8 +174,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("\nAudit trail (okta_rds_sync.audit):");
     println!(
-        "{:<3} {:<18} {:<20} {:<18} {:<8} {:>9}  {}",
-        "#", "okta user", "role", "action", "outcome", "ms", "detail"
+        "{:<3} {:<18} {:<20} {:<18} {:<8} {:>9}  detail",
+        "#", "okta user", "role", "action", "outcome", "ms"
     );
     let rows = su
         .query(
