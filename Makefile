@@ -4,7 +4,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup setup-tools build test lint demo bench events clean
+.PHONY: help setup setup-tools build test lint lint-template package demo bench events clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -15,8 +15,10 @@ $(VENV)/bin/moto_server:
 
 setup: $(VENV)/bin/moto_server ## test prerequisites: moto's server (local Secrets Manager) in .venv
 
-setup-tools: setup ## deployment tools in .venv: cargo-lambda + zig, SAM CLI, cfn-lint
+$(VENV)/bin/sam: $(VENV)/bin/moto_server
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda ziglang aws-sam-cli cfn-lint
+
+setup-tools: $(VENV)/bin/sam ## deployment tools in .venv: cargo-lambda + zig, SAM CLI, cfn-lint
 
 build: ## debug build of every crate
 	cargo build --workspace --locked
@@ -26,9 +28,18 @@ test: setup ## unit, table and end-to-end tests (starts its own PostgreSQL and m
 	set -o pipefail; cargo test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "okta-rds-sync tests: %d passed, %d failed\n", p, f }' target/test.log
 
-lint: ## rustfmt and clippy -D warnings
+lint: lint-template ## rustfmt, clippy -D warnings, and the offline checks of template.yaml
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+lint-template: setup-tools ## sam validate --lint, cfn-lint, and the template's security-property check
+	sam validate --lint
+	cfn-lint template.yaml
+	$(VENV)/bin/python scripts/check_template.py --self-test template.yaml
+
+package: setup-tools ## sam build: the arm64 bootstrap of every function, with cargo-lambda and zig
+	sam build --beta-features
+	@ls -l .aws-sam/build/OktaHookFunction/bootstrap
 
 demo: setup ## run okta-hook locally against a throwaway PostgreSQL, replay events/, print the result
 	cargo build --locked -p okta-hook -p okta-rds-sync-tests --bins

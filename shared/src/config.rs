@@ -480,6 +480,13 @@ roles = ["app_readonly"]
     }
 
     #[test]
+    fn the_deployed_example_config_is_valid() {
+        let text = include_str!("../../deploy/config/config.toml");
+        let c = parse(text).expect("deploy/config/config.toml must stay valid");
+        assert_eq!(c.targets[0].engine, Engine::Postgres);
+    }
+
+    #[test]
     fn unparsable_toml_reports_the_file() {
         let err = parse("[hook\n").unwrap_err().to_string();
         assert!(err.starts_with("config file test.toml"), "{err}");

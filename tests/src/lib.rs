@@ -367,6 +367,20 @@ impl Servers {
     }
 }
 
+/// The environment of the function binary in local runs: its config file, AWS pointed at moto (dummy
+/// credentials), JSON logs at `log_level`.
+pub fn function_env(config: &Path, log_level: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OKTA_RDS_SYNC_CONFIG", config.display().to_string()),
+        ("AWS_ENDPOINT_URL", servers().moto_url.clone()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+        ("AWS_LAMBDA_LOG_LEVEL", log_level.into()),
+    ]
+}
+
 /// AWS SDK configuration pointing at moto.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

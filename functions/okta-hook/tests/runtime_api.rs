@@ -7,19 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use okta_rds_sync_tests::okta::sample;
 use okta_rds_sync_tests::runtime::RuntimeApi;
-use okta_rds_sync_tests::{TestEnv, servers};
-
-fn lambda_env(config: &std::path::Path, level: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OKTA_RDS_SYNC_CONFIG", config.display().to_string()),
-        ("AWS_ENDPOINT_URL", servers().moto_url.clone()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-        ("AWS_LAMBDA_LOG_LEVEL", level.into()),
-    ]
-}
+use okta_rds_sync_tests::{TestEnv, function_env, servers};
 
 fn scratch(env: &TestEnv) -> PathBuf {
     let dir = servers().dir.join(format!("{}-fn", env.prefix));
@@ -38,7 +26,7 @@ async fn the_binary_serves_okta_through_the_runtime_api_and_logs_no_secret() {
     let mut child = api
         .spawn_function(
             PathBuf::from(env!("CARGO_BIN_EXE_okta-hook")).as_path(),
-            &lambda_env(&config, "trace"),
+            &function_env(&config, "trace"),
             Some(&log),
         )
         .unwrap();
@@ -115,7 +103,7 @@ async fn a_bad_config_stops_the_function_at_start_with_the_key_named() {
     let mut child = api
         .spawn_function(
             PathBuf::from(env!("CARGO_BIN_EXE_okta-hook")).as_path(),
-            &lambda_env(&config, "info"),
+            &function_env(&config, "info"),
             Some(&log),
         )
         .unwrap();

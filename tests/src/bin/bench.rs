@@ -15,19 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use okta_rds_sync_tests::okta::{User, delivery, event, request_event_json, sample};
 use okta_rds_sync_tests::runtime::RuntimeApi;
-use okta_rds_sync_tests::{READERS_GROUP, TestEnv, servers};
-
-fn lambda_env(config: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("OKTA_RDS_SYNC_CONFIG", config.display().to_string()),
-        ("AWS_ENDPOINT_URL", servers().moto_url.clone()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-        ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
-    ]
-}
+use okta_rds_sync_tests::{READERS_GROUP, TestEnv, function_env, servers};
 
 fn stats(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -100,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..iterations {
         let api = RuntimeApi::start().await?;
         let started = Instant::now();
-        let mut child = api.spawn_function(&binary, &lambda_env(&config), None)?;
+        let mut child = api.spawn_function(&binary, &function_env(&config, "warn"), None)?;
         let answer = api
             .invoke(Bytes::from(sample("challenge")), Duration::from_secs(30))
             .await?;
@@ -127,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Warm: one process, many deliveries.
     let api = RuntimeApi::start().await?;
-    let mut child = api.spawn_function(&binary, &lambda_env(&config), None)?;
+    let mut child = api.spawn_function(&binary, &function_env(&config, "warn"), None)?;
     invoke_ok(&api, sample("challenge")).await;
     let mut users_by_size = Vec::new();
     for size in [1usize, 10, 100] {

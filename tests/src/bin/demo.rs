@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use okta_rds_sync_tests::okta::sample;
 use okta_rds_sync_tests::runtime::RuntimeApi;
-use okta_rds_sync_tests::{TestEnv, servers};
+use okta_rds_sync_tests::{TestEnv, function_env, servers};
 
 const STORY: &[(&str, &str)] = &[
     ("challenge", "Okta's one-time verification GET"),
@@ -83,14 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let api = RuntimeApi::start().await?;
     let log = work.join("function.log");
-    let lambda_env = vec![
-        ("OKTA_RDS_SYNC_CONFIG", config.display().to_string()),
-        ("AWS_ENDPOINT_URL", s.moto_url.clone()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-    ];
+    let lambda_env = function_env(&config, "info");
     let mut child = api.spawn_function(&binary, &lambda_env, Some(&log))?;
     println!(
         "  function    {} (logs: {})\n",

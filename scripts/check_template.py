@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Check the security properties of template.yaml, so that a later edit cannot silently weaken them.
+
+    check_template.py template.yaml              # exit 1 and list the problems, if any
+    check_template.py --self-test template.yaml  # weaken the template in memory, one property at a time,
+                                                 # and fail unless every weakening is caught
+
+The template is read with cfn-lint's loader (short-form intrinsics such as !Ref become {"Ref": ...}).
+"""
+import copy
+import json
+import re
+import sys
+
+from cfnlint.decode import decode
+
+ALLOWED_ACTIONS = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt"}
+SECRET_PARAMETERS = {"HookSecretArn", "MasterSecretArns"}
+
+
+def refs(value):
+    """Every parameter or resource name referenced anywhere in value."""
+    found = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref" and isinstance(v, str):
+                found.add(v)
+            found |= refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= refs(v)
+    return found
+
+
+def branches(value):
+    """Both branches of Fn::If, or the value itself."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        _, a, b = value["Fn::If"]
+        return [x for x in (a, b) if not (isinstance(x, dict) and x.get("Ref") == "AWS::NoValue")]
+    return [value]
+
+
+def statements(policies):
+    for policy in policies or []:
+        for p in branches(policy):
+            if isinstance(p, dict):
+                for s in p.get("Statement", []):
+                    yield from branches(s)
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def check(t):
+    problems = []
+    res = t.get("Resources", {})
+    functions = {n: r for n, r in res.items() if r.get("Type") == "AWS::Serverless::Function"}
+    if not functions:
+        problems.append("no AWS::Serverless::Function")
+    for name, fn in functions.items():
+        p = fn.get("Properties", {})
+        meta = fn.get("Metadata", {})
+        if meta.get("BuildMethod") != "rust-cargolambda":
+            problems.append(f"{name}: Metadata.BuildMethod must be rust-cargolambda")
+        if p.get("Runtime") != "provided.al2023" or p.get("Handler") != "bootstrap":
+            problems.append(f"{name}: Runtime provided.al2023 with Handler bootstrap required")
+        if p.get("Architectures") != ["arm64"]:
+            problems.append(f"{name}: Architectures must be [arm64]")
+        if "ReservedConcurrentExecutions" not in p:
+            problems.append(f"{name}: ReservedConcurrentExecutions must be set (bounds database connections)")
+        timeout = p.get("Timeout")
+        if not isinstance(timeout, int) or not 3 <= timeout <= 30:
+            problems.append(f"{name}: Timeout must be between 3 and 30 s")
+        vpc = p.get("VpcConfig") or {}
+        if not vpc.get("SubnetIds") or not vpc.get("SecurityGroupIds"):
+            problems.append(f"{name}: must run in the VPC (VpcConfig with subnets and security groups)")
+        log_group = (p.get("LoggingConfig") or {}).get("LogGroup")
+        if not log_group or not refs(log_group) & set(res):
+            problems.append(f"{name}: LoggingConfig.LogGroup must be a log group of this stack")
+        url = p.get("FunctionUrlConfig")
+        if url is not None:
+            if name != "OktaHookFunction":
+                problems.append(f"{name}: only the Okta hook (which authenticates each request) may have a Function URL")
+            elif url.get("AuthType") != "NONE":
+                problems.append(f"{name}: the Okta hook URL must be AuthType NONE (Okta cannot sign requests)")
+        if any(isinstance(x, str) for x in p.get("Policies", []) or []):
+            problems.append(f"{name}: managed policies by name are not allowed; use explicit statements")
+        for s in statements(p.get("Policies")):
+            if s.get("Effect") != "Allow":
+                continue
+            for action in as_list(s.get("Action")):
+                if action not in ALLOWED_ACTIONS:
+                    problems.append(f"{name}: action {action!r} is not allowed")
+            resource = s.get("Resource")
+            if resource is None or "*" in json.dumps(resource):
+                problems.append(f"{name}: statement {s.get('Sid')} has a wildcard or missing Resource")
+            actions = set(as_list(s.get("Action")))
+            if actions & {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}:
+                if not refs(resource) or not refs(resource) <= SECRET_PARAMETERS:
+                    problems.append(f"{name}: secrets may be read only from the secret ARN parameters")
+            if "kms:Decrypt" in actions and "kms:ViaService" not in json.dumps(s.get("Condition", {})):
+                problems.append(f"{name}: kms:Decrypt must be limited to Secrets Manager (kms:ViaService)")
+        alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
+        for metric in ("Errors", "Throttles"):
+            if not any(a.get("MetricName") == metric and name in refs(a.get("Dimensions")) for a in alarms):
+                problems.append(f"{name}: no alarm on {metric}")
+    standalone = [(n, r["Properties"]) for n, r in res.items() if r.get("Type") == "AWS::EC2::SecurityGroupEgress"]
+    for gname, g in res.items():
+        if g.get("Type") != "AWS::EC2::SecurityGroup":
+            continue
+        egress = g.get("Properties", {}).get("SecurityGroupEgress")
+        if egress is None:
+            problems.append(f"{gname}: explicit egress rules required (the default allows everything)")
+            continue
+        egress = egress + [rule for _, rule in standalone if gname in refs(rule.get("GroupId"))]
+        for rule in egress:
+            for r in branches(rule):
+                if r.get("IpProtocol") is None and r.get("Ref") == "AWS::NoValue":
+                    continue
+                proto, lo, hi = r.get("IpProtocol"), r.get("FromPort"), r.get("ToPort")
+                if str(proto) in ("-1", "all"):
+                    problems.append(f"{gname}: egress to all protocols")
+                if r.get("CidrIp") == "0.0.0.0/0" and not (proto == "tcp" and lo == 443 and hi == 443):
+                    problems.append(f"{gname}: egress to 0.0.0.0/0 other than tcp/443")
+                if r.get("CidrIpv6") == "::/0":
+                    problems.append(f"{gname}: egress to ::/0")
+                if proto == "tcp" and lo != hi:
+                    problems.append(f"{gname}: egress to a port range {lo}-{hi}")
+                if proto == "tcp" and lo == 443 and not (r.get("CidrIp") == "0.0.0.0/0" or refs(r.get("DestinationSecurityGroupId"))):
+                    problems.append(f"{gname}: egress on 443 must go to the endpoints' security group or through NAT")
+                if proto == "tcp" and lo != 443 and "DatabaseSecurityGroupId" not in refs(r):
+                    problems.append(f"{gname}: egress on port {lo} must go to the database security group only")
+    for lname, lg in res.items():
+        if lg.get("Type") == "AWS::Logs::LogGroup" and "RetentionInDays" not in lg.get("Properties", {}):
+            problems.append(f"{lname}: log group without retention")
+    if "OktaHookUrl" not in t.get("Outputs", {}):
+        problems.append("Outputs: OktaHookUrl (to paste into Okta) is missing")
+    text = json.dumps({k: v for k, v in t.items() if k != "Parameters"})
+    if re.search(r"(?<![0-9])[0-9]{12}(?![0-9])", text):
+        problems.append("a 12-digit account id is hard-coded")
+    return problems
+
+
+def weakenings():
+    """(description, mutation) pairs; each must be caught by check()."""
+    def fn(t):
+        return t["Resources"]["OktaHookFunction"]["Properties"]
+
+    def secret_statement(t):
+        return next(s for s in statements(fn(t)["Policies"]) if s.get("Sid") == "ReadOwnSecrets")
+
+    def kms_statement(t):
+        return next(s for s in statements(fn(t)["Policies"]) if s.get("Sid") == "DecryptSecrets")
+
+    def egress(t):
+        return t["Resources"]["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+
+    def drop_alarm(metric):
+        def m(t):
+            for n in [n for n, r in t["Resources"].items() if r.get("Properties", {}).get("MetricName") == metric]:
+                del t["Resources"][n]
+        return m
+
+    return [
+        ("egress to everything", lambda t: egress(t).append({"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"})),
+        ("egress 0.0.0.0/0 on the database port", lambda t: egress(t)[0].update(CidrIp="0.0.0.0/0")),
+        ("egress port range", lambda t: egress(t).append({"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "CidrIp": "10.0.0.0/8"})),
+        ("endpoint egress opened to a CIDR", lambda t: t["Resources"]["FunctionToEndpointsEgress"]["Properties"].update(FromPort=0, CidrIp="10.0.0.0/8")),
+        ("no egress rules (default allow-all)", lambda t: t["Resources"]["FunctionSecurityGroup"]["Properties"].pop("SecurityGroupEgress")),
+        ("secrets readable everywhere", lambda t: secret_statement(t).update(Resource="*")),
+        ("secrets:* action", lambda t: secret_statement(t).update(Action="secretsmanager:*")),
+        ("extra action", lambda t: secret_statement(t)["Action"].append("rds-db:connect")),
+        ("another secret readable", lambda t: secret_statement(t).update(Resource={"Fn::Sub": "arn:aws:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:other"})),
+        ("kms without ViaService", lambda t: kms_statement(t).pop("Condition")),
+        ("managed policy by name", lambda t: fn(t)["Policies"].append("SecretsManagerReadWrite")),
+        ("URL with IAM auth (Okta cannot sign)", lambda t: fn(t)["FunctionUrlConfig"].update(AuthType="AWS_IAM")),
+        ("out of the VPC", lambda t: fn(t).pop("VpcConfig")),
+        ("unbounded concurrency", lambda t: fn(t).pop("ReservedConcurrentExecutions")),
+        ("x86_64", lambda t: fn(t).update(Architectures=["x86_64"])),
+        ("no Errors alarm", drop_alarm("Errors")),
+        ("no Throttles alarm", drop_alarm("Throttles")),
+        ("log retention removed", lambda t: t["Resources"]["OktaHookLogGroup"]["Properties"].pop("RetentionInDays")),
+        ("account id hard-coded", lambda t: fn(t)["Environment"]["Variables"].update(X="123456789012")),
+        ("URL output removed", lambda t: t["Outputs"].pop("OktaHookUrl")),
+    ]
+
+
+def main(argv):
+    self_test = "--self-test" in argv
+    paths = [a for a in argv if not a.startswith("--")] or ["template.yaml"]
+    template, errors = decode(paths[0])
+    if errors or template is None:
+        print(f"{paths[0]}: cannot parse: {errors}")
+        return 1
+    problems = check(template)
+    for p in problems:
+        print(f"{paths[0]}: {p}")
+    if problems:
+        return 1
+    if not self_test:
+        print(f"{paths[0]}: security properties hold")
+        return 0
+    missed = []
+    for description, mutate in weakenings():
+        t = copy.deepcopy(template)
+        mutate(t)
+        if not check(t):
+            missed.append(description)
+    for d in missed:
+        print(f"self-test: weakening not detected: {d}")
+    print(f"self-test: {len(weakenings()) - len(missed)} of {len(weakenings())} weakenings detected")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
