@@ -23,7 +23,7 @@ setup-tools: $(VENV)/bin/sam ## deployment tools in .venv: cargo-lambda + zig, S
 build: ## debug build of every crate
 	cargo build --workspace --locked
 
-test: setup ## unit, table and end-to-end tests (starts its own PostgreSQL and moto)
+test: setup ## unit, table, fuzz, fault and end-to-end tests (starts its own PostgreSQL and moto)
 	@mkdir -p target
 	set -o pipefail; cargo test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "okta-rds-sync tests: %d passed, %d failed\n", p, f }' target/test.log
@@ -39,7 +39,7 @@ lint-template: setup-tools ## sam validate --lint, cfn-lint, and the template's 
 
 package: setup-tools ## sam build: the arm64 bootstrap of every function, with cargo-lambda and zig
 	sam build --beta-features
-	@ls -l .aws-sam/build/OktaHookFunction/bootstrap
+	@ls -l .aws-sam/build/*/bootstrap
 
 demo: setup ## run okta-hook locally against a throwaway PostgreSQL, replay events/, print the result
 	cargo build --locked -p okta-hook -p okta-rds-sync-tests --bins

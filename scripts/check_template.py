@@ -14,7 +14,11 @@ import sys
 
 from cfnlint.decode import decode
 
-ALLOWED_ACTIONS = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt"}
+ALLOWED_ACTIONS = {
+    "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt",
+    "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+}
 SECRET_PARAMETERS = {"HookSecretArn", "MasterSecretArns"}
 
 
@@ -29,6 +33,21 @@ def refs(value):
     elif isinstance(value, list):
         for v in value:
             found |= refs(v)
+    return found
+
+
+def getatt_names(value):
+    """Resources named in Fn::GetAtt anywhere in value."""
+    found = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Fn::GetAtt":
+                found.add(v[0] if isinstance(v, list) else str(v).split(".")[0])
+            else:
+                found |= getatt_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= getatt_names(v)
     return found
 
 
@@ -70,8 +89,17 @@ def check(t):
         if "ReservedConcurrentExecutions" not in p:
             problems.append(f"{name}: ReservedConcurrentExecutions must be set (bounds database connections)")
         timeout = p.get("Timeout")
-        if not isinstance(timeout, int) or not 3 <= timeout <= 30:
-            problems.append(f"{name}: Timeout must be between 3 and 30 s")
+        limit = 30 if name == "OktaHookFunction" else 120
+        if not isinstance(timeout, int) or not 3 <= timeout <= limit:
+            problems.append(f"{name}: Timeout must be between 3 and {limit} s")
+        for ev in (p.get("Events") or {}).values():
+            if ev.get("Type") == "SQS":
+                queue = getatt_names(ev.get("Properties", {}).get("Queue"))
+                qprops = [res[q].get("Properties", {}) for q in queue if q in res]
+                if any(qp.get("VisibilityTimeout", 30) < 6 * (timeout or 0) for qp in qprops):
+                    problems.append(f"{name}: queue VisibilityTimeout must be at least 6x the function timeout")
+                if "ReportBatchItemFailures" not in (ev.get("Properties", {}).get("FunctionResponseTypes") or []):
+                    problems.append(f"{name}: SQS events must report batch item failures")
         vpc = p.get("VpcConfig") or {}
         if not vpc.get("SubnetIds") or not vpc.get("SecurityGroupIds"):
             problems.append(f"{name}: must run in the VPC (VpcConfig with subnets and security groups)")
@@ -99,6 +127,8 @@ def check(t):
             if actions & {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}:
                 if not refs(resource) or not refs(resource) <= SECRET_PARAMETERS:
                     problems.append(f"{name}: secrets may be read only from the secret ARN parameters")
+            if any(a.startswith("sqs:") for a in actions) and refs(resource) | getatt_names(resource) != {"RetryQueue"}:
+                problems.append(f"{name}: SQS actions only on the retry queue")
             if "kms:Decrypt" in actions and "kms:ViaService" not in json.dumps(s.get("Condition", {})):
                 problems.append(f"{name}: kms:Decrypt must be limited to Secrets Manager (kms:ViaService)")
         alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
@@ -134,6 +164,17 @@ def check(t):
     for lname, lg in res.items():
         if lg.get("Type") == "AWS::Logs::LogGroup" and "RetentionInDays" not in lg.get("Properties", {}):
             problems.append(f"{lname}: log group without retention")
+    queues = {n: r for n, r in res.items() if r.get("Type") == "AWS::SQS::Queue"}
+    for qname, q in queues.items():
+        qp = q.get("Properties", {})
+        if not (qp.get("SqsManagedSseEnabled") or qp.get("KmsMasterKeyId")):
+            problems.append(f"{qname}: queue without encryption at rest")
+    if "RetryQueue" in queues:
+        if "RedrivePolicy" not in queues["RetryQueue"].get("Properties", {}):
+            problems.append("RetryQueue: no dead-letter queue (RedrivePolicy)")
+        alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
+        if not any(a.get("Namespace") == "AWS/SQS" and "RetryDeadLetterQueue" in getatt_names(a.get("Dimensions")) for a in alarms):
+            problems.append("RetryDeadLetterQueue: no alarm on its depth")
     if "OktaHookUrl" not in t.get("Outputs", {}):
         problems.append("Outputs: OktaHookUrl (to paste into Okta) is missing")
     text = json.dumps({k: v for k, v in t.items() if k != "Parameters"})
@@ -183,6 +224,13 @@ def weakenings():
         ("log retention removed", lambda t: t["Resources"]["OktaHookLogGroup"]["Properties"].pop("RetentionInDays")),
         ("account id hard-coded", lambda t: fn(t)["Environment"]["Variables"].update(X="123456789012")),
         ("URL output removed", lambda t: t["Outputs"].pop("OktaHookUrl")),
+        ("queue unencrypted", lambda t: t["Resources"]["RetryQueue"]["Properties"].pop("SqsManagedSseEnabled")),
+        ("no DLQ", lambda t: t["Resources"]["RetryQueue"]["Properties"].pop("RedrivePolicy")),
+        ("no DLQ depth alarm", lambda t: t["Resources"].pop("DeadLetterQueueAlarm")),
+        ("hook may send anywhere", lambda t: next(s for s in statements(fn(t)["Policies"]) if s.get("Sid") == "QueueDeliveries").update(Resource="*")),
+        ("visibility shorter than processing", lambda t: t["Resources"]["RetryQueue"]["Properties"].update(VisibilityTimeout=30)),
+        ("whole-batch retries", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"]["Events"]["Retry"]["Properties"].pop("FunctionResponseTypes")),
+        ("worker URL", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"].update(FunctionUrlConfig={"AuthType": "NONE"})),
     ]
 
 

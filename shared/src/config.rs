@@ -12,6 +12,9 @@ use crate::naming::UsernameSource;
 
 /// Environment variable holding the config path.
 pub const CONFIG_ENV: &str = "OKTA_RDS_SYNC_CONFIG";
+/// Environment variable that sets `hook.retry_queue_url` (the stack creates the queue, so the config file
+/// cannot know its URL).
+pub const RETRY_QUEUE_ENV: &str = "OKTA_RDS_SYNC_RETRY_QUEUE_URL";
 
 /// Largest body accepted by default: Lambda's own synchronous payload limit is 6 MB, and a batch of a few
 /// hundred Okta events is well under 2 MiB.
@@ -43,7 +46,8 @@ pub struct HookConfig {
     /// How long secrets are cached in memory.
     #[serde(default = "default_secret_ttl")]
     pub secret_ttl_seconds: u64,
-    /// Wall-clock budget for applying one delivery; Okta gives up after 3 s.
+    /// Wall-clock budget for applying one delivery to every target before it is queued instead; Okta gives
+    /// up after 3 s, and queueing needs time too.
     #[serde(default = "default_budget_ms")]
     pub budget_ms: u64,
 }
@@ -136,7 +140,7 @@ fn default_secret_ttl() -> u64 {
     300
 }
 fn default_budget_ms() -> u64 {
-    2500
+    1500
 }
 fn yes() -> bool {
     true
@@ -154,7 +158,7 @@ fn default_iam_role() -> String {
     "rds_iam".into()
 }
 fn default_connect_timeout_ms() -> u64 {
-    1500
+    1000
 }
 
 /// A configuration problem; the message names the key.

@@ -27,10 +27,31 @@ impl DeliveryReport {
     pub fn all_applied(&self) -> bool {
         self.targets.iter().all(|(_, r)| r.is_ok())
     }
+
+    /// Some target failed for a reason that a later retry can fix.
+    pub fn any_transient(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|(_, r)| r.as_ref().is_err_and(SyncError::is_transient))
+    }
 }
 
 impl Engine {
+    /// An engine that gives all targets together `hook.budget_ms` per delivery (the hook's budget).
     pub fn new(config: &Config, secrets: Secrets) -> Result<Self, SyncError> {
+        Self::with_budget(
+            config,
+            secrets,
+            Duration::from_millis(config.hook.budget_ms),
+        )
+    }
+
+    /// An engine with another budget per delivery (the retry worker has no Okta waiting on it).
+    pub fn with_budget(
+        config: &Config,
+        secrets: Secrets,
+        budget: Duration,
+    ) -> Result<Self, SyncError> {
         let targets = config
             .targets
             .iter()
@@ -39,7 +60,7 @@ impl Engine {
         Ok(Self {
             secrets,
             targets,
-            budget: Duration::from_millis(config.hook.budget_ms),
+            budget,
         })
     }
 
@@ -47,14 +68,15 @@ impl Engine {
         &self.secrets
     }
 
-    /// Apply a verified delivery to every target, each within the time budget.
+    /// Apply a verified delivery to every target, all within the time budget.
     pub async fn apply(&self, delivery: &Delivery, received: &Received) -> DeliveryReport {
+        let deadline = tokio::time::Instant::now() + self.budget;
         let mut targets = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
             let mut target = target.lock().await;
             let name = target.name().to_owned();
-            let result = tokio::time::timeout(
-                self.budget,
+            let result = tokio::time::timeout_at(
+                deadline,
                 target.apply(&self.secrets, received, &delivery.events),
             )
             .await

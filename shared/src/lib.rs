@@ -14,6 +14,7 @@ pub mod logging;
 pub mod naming;
 pub mod okta;
 pub mod plan;
+pub mod queue;
 pub mod secrets;
 pub mod sql;
 pub mod tls;

@@ -205,7 +205,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, EnvelopeError> {
     }
     let event_id = raw
         .event_id
-        .filter(|id| !id.trim().is_empty() && id.len() <= 200);
+        .filter(|id| !id.trim().is_empty() && id.len() <= 200 && !id.contains('\0'));
     let Some(event_id) = event_id else {
         return Err(EnvelopeError::NotOkta("missing eventId"));
     };
@@ -240,7 +240,7 @@ fn classify(value: Value) -> Result<OktaEvent, Ignored> {
     };
     let raw: RawEvent = serde_json::from_value(value)
         .map_err(|_| malformed(uuid_hint.clone(), type_hint.clone()))?;
-    if raw.uuid.is_empty() || raw.uuid.len() > 100 {
+    if raw.uuid.is_empty() || raw.uuid.len() > 100 || raw.uuid.contains('\0') {
         return Err(malformed(None, Some(raw.event_type)));
     }
     let ignore = |reason| Ignored {
@@ -263,7 +263,10 @@ fn classify(value: Value) -> Result<OktaEvent, Ignored> {
     let of_type = |t: &str| targets.iter().find(|x| x.kind.as_deref() == Some(t));
     let user = of_type("User").and_then(|t| {
         let id = t.id.as_deref().filter(|id| is_okta_id(id))?;
-        let login = t.alternate_id.as_deref().filter(|l| !l.is_empty())?;
+        let login = t
+            .alternate_id
+            .as_deref()
+            .filter(|l| !l.is_empty() && !l.contains('\0'))?;
         Some(UserRef {
             id: id.to_owned(),
             login: login.to_owned(),
@@ -271,9 +274,15 @@ fn classify(value: Value) -> Result<OktaEvent, Ignored> {
     });
     let group = of_type("UserGroup").and_then(|t| {
         let id = t.id.as_deref().filter(|id| is_okta_id(id))?;
+        // PostgreSQL text cannot hold NUL; the name is informational, so such a name is dropped.
+        let name = t
+            .display_name
+            .clone()
+            .filter(|n| !n.contains('\0'))
+            .unwrap_or_default();
         Some(GroupRef {
             id: id.to_owned(),
-            name: t.display_name.clone().unwrap_or_default(),
+            name,
         })
     });
     if (kind.needs_user() && user.is_none()) || (kind.needs_group() && group.is_none()) {
@@ -282,6 +291,7 @@ fn classify(value: Value) -> Result<OktaEvent, Ignored> {
     let actor = raw
         .actor
         .and_then(|a| a.alternate_id.or(a.id))
+        .map(|a| a.replace('\0', ""))
         .unwrap_or_else(|| "unknown".to_owned());
     Ok(OktaEvent {
         uuid: raw.uuid,
@@ -453,6 +463,111 @@ mod tests {
                 .events
                 .is_empty()
         );
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let keys = prop::sample::select(vec![
+            "eventType",
+            "eventId",
+            "data",
+            "events",
+            "uuid",
+            "published",
+            "outcome",
+            "result",
+            "target",
+            "type",
+            "id",
+            "alternateId",
+            "displayName",
+            "actor",
+            "x",
+        ]);
+        let strings = prop::sample::select(vec![
+            "com.okta.event_hook",
+            "SUCCESS",
+            "User",
+            "UserGroup",
+            "00u1",
+            "00g1",
+            "group.user_membership.add",
+            "user.lifecycle.deactivate",
+            "2026-03-02T14:05:10.903Z",
+            "",
+            "\u{0}",
+            "a\"b",
+            "é🚀",
+        ])
+        .prop_map(String::from);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            strings.prop_map(Value::from),
+            ".{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(keys.clone(), inner, 0..6).prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_delivery(&body);
+        }
+
+        #[test]
+        fn parsing_arbitrary_json_never_panics_and_keeps_nul_out(v in json_value()) {
+            if let Ok(d) = parse_delivery(v.to_string().as_bytes()) {
+                proptest::prop_assert!(!d.event_id.contains('\0'));
+            }
+        }
+
+        #[test]
+        fn mutated_deliveries_never_panic_and_keep_nul_out(
+            index in 0usize..9, field in proptest::sample::select(vec!["uuid", "published", "target", "actor", "outcome", "eventType"]),
+            replacement in json_value(),
+        ) {
+            let events: Vec<Value> = (0..9).map(|i| {
+                let mut e = event(["user.lifecycle.deactivate", "group.user_membership.add"][i % 2], json!([user_target(), group_target()]));
+                e["uuid"] = json!(format!("u{i}"));
+                e
+            }).collect();
+            let mut v: Value = serde_json::from_slice(&envelope(Value::Array(events))).unwrap();
+            v["data"]["events"][index][field] = replacement;
+            if let Ok(d) = parse_delivery(v.to_string().as_bytes()) {
+                for e in d.events {
+                    let strings = [Some(e.uuid), Some(e.actor), e.user.map(|u| u.login), e.group.map(|g| g.name)];
+                    proptest::prop_assert!(strings.iter().flatten().all(|s| !s.contains('\0')));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_strings_in_kept_fields_never_reach_the_database_with_nul(
+            path in proptest::sample::select(vec![
+                "/uuid", "/actor/alternateId", "/actor/id", "/target/0/alternateId", "/target/1/displayName", "/target/0/id",
+            ]),
+            value in "[a-z\u{0}'\";@é]{0,12}",
+        ) {
+            let mut e = event("group.user_membership.add", json!([user_target(), group_target()]));
+            *e.pointer_mut(path).unwrap() = json!(value);
+            if let Ok(d) = parse_delivery(&envelope(json!([e]))) {
+                for e in d.events {
+                    let strings = [Some(e.uuid), Some(e.actor), e.user.map(|u| u.login), e.group.map(|g| g.name)];
+                    proptest::prop_assert!(strings.iter().flatten().all(|s| !s.contains('\0')));
+                }
+            }
+        }
     }
 
     #[test]

@@ -510,6 +510,46 @@ roles = ["{rw}"]
         HookApp::new(&config, &sdk_config().await).expect("app")
     }
 
+    /// A config with the retry queue set.
+    pub fn config_with_queue(&self, queue_url: &str) -> String {
+        self.config_with(&format!("retry_queue_url = \"{queue_url}\""), "")
+    }
+
+    /// The access each login has, with this env's prefix replaced by `T` so that two envs compare. A locked
+    /// role with no grants is the same access as no role: whether one was created on the way (and kept, for
+    /// its owned objects) depends on the order events arrived in, its access does not.
+    pub async fn access(&self, logins: &[&str]) -> Vec<(String, Option<RoleInfo>)> {
+        let mut out = Vec::new();
+        for l in logins {
+            let mut role = self.role(&self.login(l)).await;
+            if let Some(r) = &mut role {
+                r.member_of = r
+                    .member_of
+                    .iter()
+                    .map(|m| m.replacen(&self.prefix, "T", 1))
+                    .collect();
+            }
+            let no_access = role
+                .as_ref()
+                .is_some_and(|r| !r.can_login && r.member_of == set(&["T_managed"]));
+            out.push(((*l).to_owned(), if no_access { None } else { role }));
+        }
+        out
+    }
+
+    /// Applied changes in the audit trail as `(okta_id, action, detail)`, prefix removed, sorted.
+    pub async fn changes(&self) -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> = self
+            .audit()
+            .await
+            .into_iter()
+            .filter(|a| a.outcome == "applied" && a.action != "terminate_sessions")
+            .map(|a| (a.okta_id, a.action, a.detail.replace(&self.prefix, "T")))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The Okta login of a test user: unique to this test.
     pub fn login(&self, local: &str) -> String {
         format!("{local}@{}.acme.com", self.prefix)
@@ -609,6 +649,107 @@ roles = ["{rw}"]
 /// A set of role names, for comparing memberships.
 pub fn set<S: AsRef<str>>(names: &[S]) -> std::collections::BTreeSet<String> {
     names.iter().map(|n| n.as_ref().to_owned()).collect()
+}
+
+/// An SQS client for moto.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&sdk_config().await)
+}
+
+/// Wait until the messages [`drain`] reported as failed are visible again, as SQS makes them when their
+/// visibility timeout ends.
+pub async fn wait_for_redelivery() {
+    tokio::time::sleep(Duration::from_secs(RETRY_VISIBILITY_SECS as u64 + 1)).await;
+}
+
+/// Visibility timeout used by [`drain`]; short so that tests can wait for failed messages to return.
+pub const RETRY_VISIBILITY_SECS: i32 = 2;
+
+/// An SQS queue in moto; returns its URL.
+pub async fn create_queue(name: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let out = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue in moto");
+    out.queue_url().expect("queue url").to_owned()
+}
+
+/// What one pass of [`drain`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub received: usize,
+    pub applied: usize,
+    pub failed: usize,
+}
+
+/// Receive every visible message of the queue from moto (over HTTP, as Lambda's SQS poller does), hand them
+/// to the retry worker in batches of up to 10, and delete the ones it did not report as failed.
+pub async fn drain(engine: &okta_rds_sync::engine::Engine, queue_url: &str) -> Drained {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let mut drained = Drained::default();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(RETRY_VISIBILITY_SECS)
+            .send()
+            .await
+            .expect("receive from moto");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return drained;
+        }
+        let records: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:retry", "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        let event: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event");
+        let response = retry_worker::handle_batch(engine, event).await;
+        let failed: std::collections::HashSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        drained.received += messages.len();
+        for m in &messages {
+            if failed.contains(m.message_id().unwrap_or_default()) {
+                drained.failed += 1;
+            } else {
+                drained.applied += 1;
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete from moto");
+            }
+        }
+        if !failed.is_empty() {
+            // Failed messages stay invisible until their visibility timeout, as in SQS.
+            return drained;
+        }
+    }
+}
+
+/// The retry worker's engine for a config (no Okta deadline: a longer budget).
+pub async fn worker_engine(toml: &str) -> okta_rds_sync::engine::Engine {
+    let config = Config::parse(toml, Path::new("test.toml")).expect("valid test config");
+    let secrets =
+        okta_rds_sync::secrets::Secrets::new(&sdk_config().await, Duration::from_secs(300))
+            .expect("secrets");
+    okta_rds_sync::engine::Engine::with_budget(&config, secrets, Duration::from_secs(10))
+        .expect("engine")
 }
 
 pub async fn create_secret(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> String {

@@ -8,7 +8,8 @@
 //! | POST body over the limit | 413 |
 //! | POST body not JSON or not an Okta delivery | 400 |
 //! | POST delivery applied | 200 with a JSON summary |
-//! | POST delivery not applied (database unreachable, …) | 503 (Okta retries once) |
+//! | POST delivery not applied (database unreachable, …) but durably queued | 200, `"queued": true` |
+//! | POST delivery neither applied nor queued | 503 (Okta retries once) |
 //!
 //! Error bodies are fixed strings: no internals, no secrets.
 
@@ -20,6 +21,7 @@ use okta_rds_sync::config::Config;
 use okta_rds_sync::db::Received;
 use okta_rds_sync::engine::Engine;
 use okta_rds_sync::okta::parse_delivery;
+use okta_rds_sync::queue::{QueuedDelivery, RetryQueue};
 use okta_rds_sync::secrets::Secrets;
 use okta_rds_sync::verify::HookSecret;
 use serde_json::json;
@@ -30,6 +32,8 @@ const MAX_CHALLENGE_BYTES: usize = 1024;
 /// A rejected secret may mean the hook secret was just rotated: re-read it, but at most this often, so
 /// that unauthenticated requests cannot drive Secrets Manager calls.
 const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Time left for queueing after the engine's budget; Okta gives up at 3 s.
+const QUEUE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Everything a warm function keeps between invocations.
 #[derive(Debug)]
@@ -38,6 +42,7 @@ pub struct HookApp {
     secret_arn: String,
     max_body_bytes: usize,
     engine: Engine,
+    queue: Option<RetryQueue>,
     last_forced_refresh: Mutex<Option<Instant>>,
 }
 
@@ -54,6 +59,11 @@ impl HookApp {
             secret_arn: config.hook.secret_arn.clone(),
             max_body_bytes: config.hook.max_body_bytes,
             engine,
+            queue: config
+                .hook
+                .retry_queue_url
+                .as_deref()
+                .map(|url| RetryQueue::new(sdk, url)),
             last_forced_refresh: Mutex::new(None),
         })
     }
@@ -160,6 +170,8 @@ async fn route(app: &HookApp, request: Request, started: Instant) -> Response<Bo
             "event ignored"
         );
     }
+    let received_at =
+        chrono::Utc::now() - chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
     let received = Received {
         delivery_id: delivery.event_id.clone(),
         at: started,
@@ -173,7 +185,8 @@ async fn route(app: &HookApp, request: Request, started: Instant) -> Response<Bo
             Err(e) => json!({ "target": name, "error": if e.is_transient() { "unavailable" } else { "failed" } }),
         })
         .collect();
-    let status = if report.all_applied() {
+    let queued = !report.all_applied() && queue(app, &delivery.event_id, received_at, body).await;
+    let status = if report.all_applied() || queued {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -184,9 +197,36 @@ async fn route(app: &HookApp, request: Request, started: Instant) -> Response<Bo
             "delivery": delivery.event_id,
             "events": delivery.events.len(),
             "ignored": delivery.ignored.len(),
+            "queued": queued,
             "targets": targets,
         }),
     )
+}
+
+/// Put a delivery that was not fully applied on the retry queue; `true` once it is durably stored.
+async fn queue(
+    app: &HookApp,
+    delivery_id: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+    body: &[u8],
+) -> bool {
+    let Some(queue) = &app.queue else {
+        return false;
+    };
+    let message = QueuedDelivery::new(delivery_id, received_at, body);
+    match queue.send(&message, QUEUE_TIMEOUT).await {
+        Ok(()) => {
+            tracing::warn!(
+                delivery_id,
+                "delivery not applied everywhere; queued for the retry worker"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(delivery_id, error = %e, "delivery neither applied nor queued; Okta will retry once");
+            false
+        }
+    }
 }
 
 fn verification(request: &Request) -> Response<Body> {
