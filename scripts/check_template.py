@@ -22,33 +22,25 @@ ALLOWED_ACTIONS = {
 SECRET_PARAMETERS = {"HookSecretArn", "MasterSecretArns"}
 
 
-def refs(value):
-    """Every parameter or resource name referenced anywhere in value."""
-    found = set()
+def walk(value):
+    """Every (key, value) pair of the nested dicts in value."""
     if isinstance(value, dict):
         for k, v in value.items():
-            if k == "Ref" and isinstance(v, str):
-                found.add(v)
-            found |= refs(v)
+            yield k, v
+            yield from walk(v)
     elif isinstance(value, list):
         for v in value:
-            found |= refs(v)
-    return found
+            yield from walk(v)
+
+
+def refs(value):
+    """Every parameter or resource name referenced with Ref anywhere in value."""
+    return {v for k, v in walk(value) if k == "Ref" and isinstance(v, str)}
 
 
 def getatt_names(value):
     """Resources named in Fn::GetAtt anywhere in value."""
-    found = set()
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == "Fn::GetAtt":
-                found.add(v[0] if isinstance(v, list) else str(v).split(".")[0])
-            else:
-                found |= getatt_names(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= getatt_names(v)
-    return found
+    return {(v[0] if isinstance(v, list) else str(v).split(".")[0]) for k, v in walk(value) if k == "Fn::GetAtt"}
 
 
 def branches(value):

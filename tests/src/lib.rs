@@ -381,6 +381,27 @@ pub fn function_env(config: &Path, log_level: &str) -> Vec<(&'static str, String
     ]
 }
 
+/// The okta-hook binary to run: the first command-line argument, or `target/<profile>/okta-hook`.
+pub fn function_binary(profile: &str) -> Result<PathBuf, String> {
+    let binary = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target")
+                .join(profile)
+                .join("okta-hook")
+        });
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "{} not found: build it first (make demo / make bench do)",
+            binary.display()
+        ))
+    }
+}
+
 /// AWS SDK configuration pointing at moto.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -622,6 +643,18 @@ roles = ["{rw}"]
             .connect(&self.database, role, "session-pw")
             .await
             .expect("session as user")
+    }
+
+    /// End every session of the master user (a failover or an idle timeout), so the next use reconnects.
+    pub async fn drop_master_connections(&self) {
+        self.superuser()
+            .await
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&self.master],
+            )
+            .await
+            .expect("terminate master sessions");
     }
 
     /// Replace the master password in PostgreSQL and in the secret, as an RDS rotation does.

@@ -209,14 +209,7 @@ async fn a_rotation_in_the_middle_of_a_stream_loses_nothing() {
         assert_eq!(send(&app, id, events.clone()).await.1["queued"], false);
     }
     env.rotate_master_password("rotated-mid-stream").await;
-    env.superuser()
-        .await
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-            &[&env.master],
-        )
-        .await
-        .unwrap();
+    env.drop_master_connections().await;
     for (id, events) in second {
         let (status, body) = send(&app, id, events.clone()).await;
         assert_eq!(

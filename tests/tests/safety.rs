@@ -470,14 +470,7 @@ async fn a_rotated_master_password_is_re_read_and_nothing_is_lost() {
     // RDS rotates the master password; the warm function still has the old one cached.
     env.rotate_master_password("rotated-password-2").await;
     // A failover (or idle timeout) drops the kept connection, forcing a new login.
-    env.superuser()
-        .await
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-            &[&env.master],
-        )
-        .await
-        .unwrap();
+    env.drop_master_connections().await;
     send_ok(
         &app,
         "d2",

@@ -9,13 +9,12 @@
 //!
 //! Usage: bench [path/to/okta-hook] [iterations]
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use okta_rds_sync_tests::okta::{User, delivery, event, request_event_json, sample};
 use okta_rds_sync_tests::runtime::RuntimeApi;
-use okta_rds_sync_tests::{READERS_GROUP, TestEnv, function_env, servers};
+use okta_rds_sync_tests::{READERS_GROUP, TestEnv, function_binary, function_env, servers};
 
 fn stats(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -59,11 +58,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let binary = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/release/okta-hook"));
+    let binary = function_binary("release")?;
     let iterations: usize = std::env::args()
         .nth(2)
         .and_then(|n| n.parse().ok())

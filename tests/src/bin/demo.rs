@@ -4,13 +4,13 @@
 //!
 //! Usage: demo [path/to/okta-hook]   (default: target/debug/okta-hook)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use okta_rds_sync_tests::okta::sample;
 use okta_rds_sync_tests::runtime::RuntimeApi;
-use okta_rds_sync_tests::{TestEnv, function_env, servers};
+use okta_rds_sync_tests::{TestEnv, function_binary, function_env, servers};
 
 const STORY: &[(&str, &str)] = &[
     ("challenge", "Okta's one-time verification GET"),
@@ -47,17 +47,7 @@ const STORY: &[(&str, &str)] = &[
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let binary = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/debug/okta-hook"));
-    if !binary.is_file() {
-        return Err(format!(
-            "{} not found: build it first (make demo does)",
-            binary.display()
-        )
-        .into());
-    }
+    let binary = function_binary("debug")?;
     let work = root.join(".demo");
     std::fs::create_dir_all(&work)?;
     println!("Starting a throwaway PostgreSQL (TLS, SCRAM) and moto's Secrets Manager...");
