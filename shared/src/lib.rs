@@ -13,6 +13,7 @@ pub mod journal;
 pub mod logging;
 pub mod naming;
 pub mod okta;
+pub mod okta_api;
 pub mod plan;
 pub mod queue;
 pub mod secrets;

@@ -10,6 +10,7 @@
 //! parallel on one cluster (roles are cluster-wide) without sharing a name.
 
 pub mod okta;
+pub mod okta_server;
 pub mod runtime;
 
 use std::net::TcpListener;
