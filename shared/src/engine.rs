@@ -68,6 +68,24 @@ impl Engine {
         &self.secrets
     }
 
+    /// Converge every target to a full Okta listing (or, with `dry_run`, report what that would change).
+    pub async fn reconcile(
+        &self,
+        listing: &crate::reconcile::Listing,
+        dry_run: bool,
+    ) -> Vec<Result<crate::reconcile::ReconcileReport, SyncError>> {
+        let mut reports = Vec::with_capacity(self.targets.len());
+        for target in &self.targets {
+            let mut target = target.lock().await;
+            let result = target.reconcile(&self.secrets, listing, dry_run).await;
+            if let Err(e) = &result {
+                tracing::error!(db_target = %target.name(), error = %e, "reconcile failed");
+            }
+            reports.push(result);
+        }
+        reports
+    }
+
     /// Apply a verified delivery to every target, all within the time budget.
     pub async fn apply(&self, delivery: &Delivery, received: &Received) -> DeliveryReport {
         let deadline = tokio::time::Instant::now() + self.budget;

@@ -23,6 +23,9 @@ pub enum UserStatus {
     Suspended,
     Deprovisioned,
     Deleted,
+    /// Any other Okta status (STAGED, PROVISIONED, RECOVERY, PASSWORD_EXPIRED, LOCKED_OUT), as listed by the
+    /// reconcile: not entitled, since only ACTIVE users are.
+    Inactive,
 }
 
 impl UserStatus {
@@ -32,6 +35,7 @@ impl UserStatus {
             Self::Suspended => "SUSPENDED",
             Self::Deprovisioned => "DEPROVISIONED",
             Self::Deleted => "DELETED",
+            Self::Inactive => "INACTIVE",
         }
     }
 
@@ -41,6 +45,7 @@ impl UserStatus {
             "SUSPENDED" => Self::Suspended,
             "DEPROVISIONED" => Self::Deprovisioned,
             "DELETED" => Self::Deleted,
+            "INACTIVE" => Self::Inactive,
             _ => return None,
         })
     }
@@ -79,6 +84,16 @@ impl Fact {
             | Fact::Membership { stamp, .. }
             | Fact::GroupDeleted { stamp, .. } => stamp,
         }
+    }
+}
+
+/// The status fact for a user's status as Okta's API lists it.
+pub fn status_from_okta(status: &str) -> UserStatus {
+    match status {
+        "ACTIVE" => UserStatus::Active,
+        "SUSPENDED" => UserStatus::Suspended,
+        "DEPROVISIONED" => UserStatus::Deprovisioned,
+        _ => UserStatus::Inactive,
     }
 }
 
@@ -276,7 +291,13 @@ mod tests {
         };
         assert!(s(t0, "zzz") < s(t1, "aaa"));
         assert!(s(t0, "aaa") < s(t0, "bbb"));
-        for st in ["ACTIVE", "SUSPENDED", "DEPROVISIONED", "DELETED"] {
+        for st in [
+            "ACTIVE",
+            "SUSPENDED",
+            "DEPROVISIONED",
+            "DELETED",
+            "INACTIVE",
+        ] {
             assert_eq!(UserStatus::parse(st).unwrap().as_str(), st);
         }
     }

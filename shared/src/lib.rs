@@ -16,6 +16,7 @@ pub mod okta;
 pub mod okta_api;
 pub mod plan;
 pub mod queue;
+pub mod reconcile;
 pub mod secrets;
 pub mod sql;
 pub mod tls;

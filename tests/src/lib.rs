@@ -685,6 +685,43 @@ pub fn set<S: AsRef<str>>(names: &[S]) -> std::collections::BTreeSet<String> {
     names.iter().map(|n| n.as_ref().to_owned()).collect()
 }
 
+/// A fresh key pair from openssl for an Okta service app: (private PKCS#8 PEM, public PEM); `kind` is
+/// `"rsa"` or `"ec"` (P-256).
+pub fn okta_keypair(kind: &str) -> (String, String) {
+    let n = NEXT_ENV.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("okta-keys-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("key dir");
+    let key = dir.join("key.pem");
+    let args: &[&str] = match kind {
+        "rsa" => &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ],
+        _ => &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
+    };
+    run(Command::new("openssl").args(args).arg("-out").arg(&key)).expect("openssl genpkey");
+    let public = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .expect("openssl pkey");
+    let private = std::fs::read_to_string(&key).expect("key");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        private,
+        String::from_utf8_lossy(&public.stdout).into_owned(),
+    )
+}
+
 /// An SQS client for moto.
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&sdk_config().await)

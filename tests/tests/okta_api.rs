@@ -2,58 +2,13 @@
 //! and ES256), DPoP with the nonce challenge, token caching, pagination, 429 handling, and refusal to follow
 //! a next link to another origin.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
 use okta_rds_sync::okta_api::{OktaClient, OktaCredentials, OktaError};
+use okta_rds_sync_tests::okta_keypair;
 use okta_rds_sync_tests::okta_server::OktaServer;
-
-/// A fresh key pair from openssl: (private PKCS#8 PEM, public PEM).
-fn keypair(kind: &str) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!(
-        "okta-keys-{}-{kind}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("key.pem");
-    let args: Vec<&str> = match kind {
-        "rsa" => vec![
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ],
-        _ => vec![
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ],
-    };
-    assert!(
-        Command::new("openssl")
-            .args(&args)
-            .arg("-out")
-            .arg(&key)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
-    let public = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    let private = std::fs::read_to_string(&key).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    (private, String::from_utf8(public.stdout).unwrap())
-}
 
 fn members(n: usize, prefix: &str) -> Vec<(String, String, &'static str)> {
     (0..n)
@@ -72,7 +27,7 @@ fn members(n: usize, prefix: &str) -> Vec<(String, String, &'static str)> {
 }
 
 async fn setup(kind: &str) -> (OktaServer, OktaClient) {
-    let (private, public) = keypair(kind);
+    let (private, public) = okta_keypair(kind);
     let alg = if kind == "rsa" {
         Algorithm::RS256
     } else {
@@ -156,8 +111,8 @@ async fn a_persistent_rate_limit_ends_in_a_transient_error() {
 
 #[tokio::test]
 async fn a_key_okta_does_not_know_is_refused() {
-    let (_, other_public) = keypair("ec");
-    let (private, _) = keypair("ec");
+    let (_, other_public) = okta_keypair("ec");
+    let (private, _) = okta_keypair("ec");
     let server = OktaServer::start("0oaRECONCILE1", &other_public, Algorithm::ES256).await;
     let creds = OktaCredentials {
         client_id: "0oaRECONCILE1".into(),

@@ -33,6 +33,17 @@ impl Target {
         }
     }
 
+    pub async fn reconcile(
+        &mut self,
+        secrets: &Secrets,
+        listing: &crate::reconcile::Listing,
+        dry_run: bool,
+    ) -> Result<crate::reconcile::ReconcileReport, SyncError> {
+        match self {
+            Target::Postgres(t) => t.reconcile(secrets, listing, dry_run).await,
+        }
+    }
+
     pub async fn apply(
         &mut self,
         secrets: &Secrets,

@@ -17,9 +17,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::audit::{AuditEntry, Outcome};
 use crate::config::{Config, TargetConfig};
 use crate::error::{SyncError, classify_pg};
-use crate::journal::{FactBatch, UserFacts, UserStatus, facts_of};
-use crate::okta::{GroupRef, OktaEvent};
+use crate::journal::{Fact, FactBatch, Stamp, UserFacts, UserStatus, facts_of, status_from_okta};
+use crate::okta::{GroupRef, OktaEvent, is_okta_id};
 use crate::plan::{ActualRole, ActualRoles, Mapping, UserPlan, plan_user};
+use crate::reconcile::{Listing, PlannedUser, RECONCILE_ACTOR, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::sql::postgres as sql;
 
@@ -295,16 +296,7 @@ impl PgTarget {
             ..TargetSummary::default()
         };
 
-        let tx = conn.client.transaction().await.map_err(pg("begin"))?;
-        let mut settings =
-            String::from("SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '2s'");
-        if server_version >= 160_000 {
-            // PG16+: do not make the master a member of the roles it creates (it would inherit rds_iam).
-            settings.push_str("; SET LOCAL createrole_self_grant = ''");
-        }
-        tx.batch_execute(&settings)
-            .await
-            .map_err(pg("session settings"))?;
+        let tx = begin(&mut conn.client, server_version, "2s").await?;
 
         // A delivery seen before records no facts, but its users are still re-converged: if the first
         // attempt committed and then failed (say, while terminating sessions), Okta's retry finishes it.
@@ -383,180 +375,441 @@ impl PgTarget {
             .chain(news_by_group.iter().map(String::as_str))
             .collect();
 
-        let users: Vec<String> = touched.keys().cloned().collect();
-        summary.users = users.len();
-        let facts = read_facts(&tx, &state, &users).await?;
-        let mut candidates: Vec<String> = Vec::new();
-        for f in facts.values() {
-            candidates.extend(f.role_name.clone());
-            if let Some(Ok(n)) = f.login.as_deref().map(|l| mapping.naming.role_name(l)) {
-                candidates.push(n);
+        let touched: BTreeMap<String, Provenance> = touched
+            .into_iter()
+            .map(|(id, events)| {
+                let provenance = Provenance {
+                    uuids: events.iter().map(|e| e.uuid.clone()).collect(),
+                    actor: events
+                        .iter()
+                        .max_by_key(|e| e.published)
+                        .map(|e| e.actor.clone())
+                        .unwrap_or_default(),
+                    news: with_news.contains(id.as_str()),
+                };
+                (id, provenance)
+            })
+            .collect();
+        let ctx = Ctx {
+            name: &name,
+            marker: &marker,
+            iam: &iam,
+            mapping: &mapping,
+            state: &state,
+            protected: &protected,
+            received,
+        };
+        let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
+        kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+        Ok(summary)
+    }
+
+    /// Converge every listed and every managed user to a full Okta listing. With `dry_run`, the same steps
+    /// run inside the transaction, which is then rolled back, and live sessions are only counted.
+    pub async fn reconcile(
+        &mut self,
+        secrets: &Secrets,
+        listing: &Listing,
+        dry_run: bool,
+    ) -> Result<ReconcileReport, SyncError> {
+        let started = Instant::now();
+        let name = self.cfg.name.clone();
+        let marker = self.cfg.marker_role.clone();
+        let iam = self.cfg.iam_role.clone();
+        let mapping = self.mapping.clone();
+        let state = self.state.clone();
+        let protected = self.protected.clone();
+        let conn = self.connection(secrets).await?;
+        let server_version = conn.server_version;
+        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+        let tx = begin(&mut conn.client, server_version, "60s").await?;
+
+        let stamp = Stamp {
+            published: listing.listed_at,
+            uuid: listing.run_id.clone(),
+        };
+        let mut facts = Vec::new();
+        let mut touched: BTreeSet<String> = tx
+            .query(&state.managed_users, &[])
+            .await
+            .map_err(pg("read managed users"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (group_id, members) in &listing.groups {
+            let group = GroupRef {
+                id: group_id.clone(),
+                name: String::new(),
+            };
+            if !mapping.group_is_mapped(&group) {
+                continue;
+            }
+            let listed: BTreeSet<&str> = members.iter().map(|u| u.id.as_str()).collect();
+            for u in members.iter().filter(|u| is_okta_id(&u.id)) {
+                let user = u.id.clone();
+                facts.push(Fact::Login {
+                    user: user.clone(),
+                    login: u.profile.login.clone(),
+                    stamp: stamp.clone(),
+                });
+                facts.push(Fact::Status {
+                    user: user.clone(),
+                    status: status_from_okta(&u.status),
+                    stamp: stamp.clone(),
+                });
+                facts.push(Fact::Membership {
+                    user: user.clone(),
+                    group: group.clone(),
+                    member: true,
+                    stamp: stamp.clone(),
+                });
+                touched.insert(user);
+            }
+            let recorded = tx
+                .query(&state.group_members, &[group_id])
+                .await
+                .map_err(pg("read group members"))?;
+            for user in recorded
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|u| !listed.contains(u.as_str()))
+            {
+                facts.push(Fact::Membership {
+                    user: user.clone(),
+                    group: group.clone(),
+                    member: false,
+                    stamp: stamp.clone(),
+                });
+                touched.insert(user);
             }
         }
-        let roles = read_roles(&tx, &candidates, &marker, &protected).await?;
+        let ids: Vec<String> = touched.iter().cloned().collect();
+        tx.query_one(sql::LOCK_USERS, &[&ids])
+            .await
+            .map_err(pg("lock users"))?;
+        write_facts(&tx, &state, &FactBatch::reduce(facts)).await?;
 
-        let mut audit: Vec<AuditEntry> = Vec::new();
-        let mut recorded: Vec<(String, String)> = Vec::new();
-        let mut offboarded: Vec<(String, String, Vec<String>, String, bool)> = Vec::new();
-        for (okta_id, user_facts) in &facts {
-            let by_login = user_facts
-                .login
-                .as_deref()
-                .and_then(|l| mapping.naming.role_name(l).ok())
-                .and_then(|n| roles.get(&n));
-            let recorded_role = user_facts.role_name.as_ref().and_then(|n| roles.get(n));
-            let plan = plan_user(
-                user_facts,
-                ActualRoles {
-                    recorded: recorded_role,
-                    by_login,
-                },
-                &mapping,
-            );
-            let evs = touched.get(okta_id).map(Vec::as_slice).unwrap_or_default();
-            let uuids: Vec<String> = evs.iter().map(|e| e.uuid.clone()).collect();
-            let actor = evs
+        let provenance = Provenance {
+            uuids: vec![listing.run_id.clone()],
+            actor: RECONCILE_ACTOR.into(),
+            news: true,
+        };
+        let touched: BTreeMap<String, Provenance> =
+            ids.into_iter().map(|id| (id, provenance.clone())).collect();
+        let received = Received {
+            delivery_id: listing.run_id.clone(),
+            at: started,
+        };
+        let ctx = Ctx {
+            name: &name,
+            marker: &marker,
+            iam: &iam,
+            mapping: &mapping,
+            state: &state,
+            protected: &protected,
+            received: &received,
+        };
+        let mut summary = TargetSummary {
+            target: name.clone(),
+            ..TargetSummary::default()
+        };
+        let converged = converge(tx, &ctx, &touched, &mut summary, dry_run).await?;
+        let sessions = if dry_run {
+            let roles: Vec<String> = converged
+                .offboarded
                 .iter()
-                .max_by_key(|e| e.published)
-                .map(|e| e.actor.clone())
-                .unwrap_or_default();
-            let entry =
-                |action: &str, role: Option<String>, detail: Option<String>, outcome| AuditEntry {
-                    target: name.clone(),
-                    delivery_id: received.delivery_id.clone(),
-                    event_uuids: uuids.clone(),
-                    actor: actor.clone(),
-                    okta_id: Some(okta_id.clone()),
-                    role,
-                    action: action.to_owned(),
-                    detail,
-                    outcome,
-                    duration_ms: ms(received.at.elapsed()),
-                };
-            for r in plan
-                .refusals
+                .map(|o| o.role.clone())
+                .collect();
+            conn.client
+                .query(sql::COUNT_SESSIONS, &[&roles])
+                .await
+                .map_err(pg("count sessions"))?
                 .iter()
-                .filter(|_| with_news.contains(okta_id.as_str()))
-            {
-                summary.refused += 1;
-                audit.push(entry(
-                    r.code(),
-                    r.role().map(str::to_owned),
-                    Some(r.to_string()),
-                    Outcome::Refused,
-                ));
-            }
-            match run_steps(&tx, &plan, &marker).await? {
-                Ok(()) => {
-                    for step in &plan.steps {
-                        summary.changes += 1;
-                        audit.push(entry(
-                            sql::step_action(step),
-                            plan.role.clone(),
-                            Some(step_detail(step)),
-                            Outcome::Applied,
-                        ));
-                    }
-                    if let Some(role) = &plan.role
-                        && user_facts.role_name.as_ref() != Some(role)
-                    {
-                        recorded.push((okta_id.clone(), role.clone()));
-                    }
-                    if plan.terminate_sessions
-                        && let Some(role) = &plan.role
-                    {
-                        offboarded.push((
-                            okta_id.clone(),
-                            role.clone(),
-                            uuids.clone(),
-                            actor.clone(),
-                            !plan.steps.is_empty(),
-                        ));
-                    }
-                }
-                Err(message) => {
-                    summary.failed += 1;
+                .map(|r| r.get::<_, i64>(1))
+                .sum()
+        } else {
+            kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+            summary.sessions_terminated
+        };
+        Ok(ReconcileReport {
+            target: name,
+            dry_run,
+            users: summary.users,
+            changes: summary.changes,
+            refused: summary.refused,
+            failed: summary.failed,
+            sessions,
+            plan: converged
+                .plans
+                .iter()
+                .filter_map(PlannedUser::from_plan)
+                .collect(),
+        })
+    }
+}
+
+/// Begin a change transaction with bounded waits (`statement_timeout`) and, on PostgreSQL 16+, without
+/// making the master a member of the roles it creates (it would inherit `rds_iam`).
+async fn begin<'c>(
+    client: &'c mut Client,
+    server_version: i32,
+    statement_timeout: &str,
+) -> Result<Transaction<'c>, SyncError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| classify_pg("begin", &e))?;
+    let mut settings = format!(
+        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '{statement_timeout}'"
+    );
+    if server_version >= 160_000 {
+        settings.push_str("; SET LOCAL createrole_self_grant = ''");
+    }
+    tx.batch_execute(&settings)
+        .await
+        .map_err(|e| classify_pg("session settings", &e))?;
+    Ok(tx)
+}
+
+/// Where a user's changes come from, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub uuids: Vec<String>,
+    pub actor: String,
+    /// The user has new facts (refusals are audited only then, not on every re-run).
+    pub news: bool,
+}
+
+/// What `converge` needs to know about the target.
+struct Ctx<'a> {
+    name: &'a str,
+    marker: &'a str,
+    iam: &'a str,
+    mapping: &'a Mapping,
+    state: &'a sql::StateSql,
+    protected: &'a [String],
+    received: &'a Received,
+}
+
+/// A role that lost access and whose sessions must end.
+#[derive(Debug, Clone)]
+struct Offboarded {
+    okta_id: String,
+    role: String,
+    uuids: Vec<String>,
+    actor: String,
+    changed: bool,
+}
+
+struct Converged {
+    offboarded: Vec<Offboarded>,
+    plans: Vec<UserPlan>,
+}
+
+/// Plan every touched user from the recorded facts and the catalog, run the steps (one savepoint per user),
+/// audit, check the master is not locked out, then commit (or, for a dry run, roll everything back).
+async fn converge(
+    tx: Transaction<'_>,
+    ctx: &Ctx<'_>,
+    touched: &BTreeMap<String, Provenance>,
+    summary: &mut TargetSummary,
+    dry_run: bool,
+) -> Result<Converged, SyncError> {
+    let (name, marker, iam, mapping, state, protected, received) = (
+        ctx.name,
+        ctx.marker,
+        ctx.iam,
+        ctx.mapping,
+        ctx.state,
+        ctx.protected,
+        ctx.received,
+    );
+    let pg = |c: &'static str| move |e: tokio_postgres::Error| classify_pg(c, &e);
+    let users: Vec<String> = touched.keys().cloned().collect();
+    summary.users = users.len();
+    let facts = read_facts(&tx, state, &users).await?;
+    let mut candidates: Vec<String> = Vec::new();
+    for f in facts.values() {
+        candidates.extend(f.role_name.clone());
+        if let Some(Ok(n)) = f.login.as_deref().map(|l| mapping.naming.role_name(l)) {
+            candidates.push(n);
+        }
+    }
+    let roles = read_roles(&tx, &candidates, marker, protected).await?;
+
+    let mut audit: Vec<AuditEntry> = Vec::new();
+    let mut recorded: Vec<(String, String)> = Vec::new();
+    let mut offboarded: Vec<Offboarded> = Vec::new();
+    let mut plans: Vec<UserPlan> = Vec::new();
+    for (okta_id, user_facts) in &facts {
+        let by_login = user_facts
+            .login
+            .as_deref()
+            .and_then(|l| mapping.naming.role_name(l).ok())
+            .and_then(|n| roles.get(&n));
+        let recorded_role = user_facts.role_name.as_ref().and_then(|n| roles.get(n));
+        let plan = plan_user(
+            user_facts,
+            ActualRoles {
+                recorded: recorded_role,
+                by_login,
+            },
+            mapping,
+        );
+        let provenance = touched.get(okta_id).cloned().unwrap_or_default();
+        let (uuids, actor) = (provenance.uuids.clone(), provenance.actor.clone());
+        let entry =
+            |action: &str, role: Option<String>, detail: Option<String>, outcome| AuditEntry {
+                target: name.to_owned(),
+                delivery_id: received.delivery_id.clone(),
+                event_uuids: uuids.clone(),
+                actor: actor.clone(),
+                okta_id: Some(okta_id.clone()),
+                role,
+                action: action.to_owned(),
+                detail,
+                outcome,
+                duration_ms: ms(received.at.elapsed()),
+            };
+        for r in plan.refusals.iter().filter(|_| provenance.news) {
+            summary.refused += 1;
+            audit.push(entry(
+                r.code(),
+                r.role().map(str::to_owned),
+                Some(r.to_string()),
+                Outcome::Refused,
+            ));
+        }
+        plans.push(plan.clone());
+        match run_steps(&tx, &plan, marker).await? {
+            Ok(()) => {
+                for step in &plan.steps {
+                    summary.changes += 1;
                     audit.push(entry(
-                        "apply",
+                        sql::step_action(step),
                         plan.role.clone(),
-                        Some(message),
-                        Outcome::Failed,
+                        Some(step_detail(step)),
+                        Outcome::Applied,
                     ));
                 }
+                if let Some(role) = &plan.role
+                    && user_facts.role_name.as_ref() != Some(role)
+                {
+                    recorded.push((okta_id.clone(), role.clone()));
+                }
+                if plan.terminate_sessions
+                    && let Some(role) = &plan.role
+                {
+                    offboarded.push(Offboarded {
+                        okta_id: okta_id.clone(),
+                        role: role.clone(),
+                        uuids: uuids.clone(),
+                        actor: actor.clone(),
+                        changed: !plan.steps.is_empty(),
+                    });
+                }
+            }
+            Err(message) => {
+                summary.failed += 1;
+                audit.push(entry(
+                    "apply",
+                    plan.role.clone(),
+                    Some(message),
+                    Outcome::Failed,
+                ));
             }
         }
-        if !recorded.is_empty() {
-            let (ids, names): (Vec<String>, Vec<String>) = recorded.into_iter().unzip();
-            tx.execute(&state.record_roles, &[&ids, &names])
-                .await
-                .map_err(pg("record roles"))?;
-        }
-        insert_audit(&tx, &state, &received.delivery_id, &audit).await?;
-        let master_locked_out: bool = tx
-            .query_one(sql::MASTER_INHERITS_ROLE, &[&iam])
+    }
+    if !recorded.is_empty() {
+        let (ids, names): (Vec<String>, Vec<String>) = recorded.into_iter().unzip();
+        tx.execute(&state.record_roles, &[&ids, &names])
             .await
-            .map_err(pg("master check"))?
-            .get(0);
-        if master_locked_out {
-            tx.rollback().await.map_err(pg("rollback"))?;
-            return Err(SyncError::Permanent(format!(
-                "target {name}: these changes would give the master user the privileges of {iam:?}; rolled back"
-            )));
-        }
+            .map_err(pg("record roles"))?;
+    }
+    insert_audit(&tx, state, &received.delivery_id, &audit).await?;
+    let master_locked_out: bool = tx
+        .query_one(sql::MASTER_INHERITS_ROLE, &[&iam])
+        .await
+        .map_err(pg("master check"))?
+        .get(0);
+    if master_locked_out {
+        tx.rollback().await.map_err(pg("rollback"))?;
+        return Err(SyncError::Permanent(format!(
+            "target {name}: these changes would give the master user the privileges of {iam:?}; rolled back"
+        )));
+    }
+    if dry_run {
+        tx.rollback().await.map_err(pg("rollback"))?;
+    } else {
         tx.commit().await.map_err(pg("commit"))?;
         for entry in &audit {
             entry.log();
         }
-
-        // After commit: kill sessions of every role that lost access, and prove none is left. A failure is
-        // audited, the other roles are still handled, and the error makes Okta retry (the retry re-converges).
-        let mut session_audit = Vec::new();
-        let roles: Vec<String> = offboarded.iter().map(|o| o.1.clone()).collect();
-        let killed = terminate_sessions(&conn.client, &roles).await;
-        for (okta_id, role, uuids, actor, changed) in offboarded {
-            let (outcome, detail) = match &killed {
-                Ok(counts) => {
-                    let (terminated, remaining) = counts.get(&role).copied().unwrap_or_default();
-                    summary.sessions_terminated += terminated;
-                    if !(changed || terminated > 0 || remaining > 0) {
-                        continue;
-                    }
-                    let outcome = if remaining == 0 {
-                        Outcome::Applied
-                    } else {
-                        Outcome::Failed
-                    };
-                    (
-                        outcome,
-                        format!("{terminated} terminated, {remaining} remaining"),
-                    )
-                }
-                Err(e) => (Outcome::Failed, e.to_string()),
-            };
-            session_audit.push(AuditEntry {
-                target: name.clone(),
-                delivery_id: received.delivery_id.clone(),
-                event_uuids: uuids,
-                actor,
-                okta_id: Some(okta_id),
-                role: Some(role),
-                action: "terminate_sessions".into(),
-                detail: Some(detail),
-                outcome,
-                duration_ms: ms(received.at.elapsed()),
-            });
-        }
-        if !session_audit.is_empty() {
-            let tx = conn.client.transaction().await.map_err(pg("begin"))?;
-            insert_audit(&tx, &state, &received.delivery_id, &session_audit).await?;
-            tx.commit().await.map_err(pg("commit"))?;
-            for entry in &session_audit {
-                entry.log();
-            }
-        }
-        killed?;
-        Ok(summary)
     }
+    Ok(Converged { offboarded, plans })
+}
+
+/// After commit: kill the sessions of every role that lost access and prove none is left. A failure is
+/// audited, the other roles are still handled, and the error makes Okta retry (the retry re-converges).
+async fn kill_sessions(
+    client: &Client,
+    ctx: &Ctx<'_>,
+    offboarded: Vec<Offboarded>,
+    summary: &mut TargetSummary,
+) -> Result<(), SyncError> {
+    let (name, state, received) = (ctx.name, ctx.state, ctx.received);
+    // After commit: kill sessions of every role that lost access, and prove none is left. A failure is
+    // audited, the other roles are still handled, and the error makes Okta retry (the retry re-converges).
+    let mut session_audit = Vec::new();
+    let roles: Vec<String> = offboarded.iter().map(|o| o.role.clone()).collect();
+    let killed = terminate_sessions(client, &roles).await;
+    for Offboarded {
+        okta_id,
+        role,
+        uuids,
+        actor,
+        changed,
+    } in offboarded
+    {
+        let (outcome, detail) = match &killed {
+            Ok(counts) => {
+                let (terminated, remaining) = counts.get(&role).copied().unwrap_or_default();
+                summary.sessions_terminated += terminated;
+                if !(changed || terminated > 0 || remaining > 0) {
+                    continue;
+                }
+                let outcome = if remaining == 0 {
+                    Outcome::Applied
+                } else {
+                    Outcome::Failed
+                };
+                (
+                    outcome,
+                    format!("{terminated} terminated, {remaining} remaining"),
+                )
+            }
+            Err(e) => (Outcome::Failed, e.to_string()),
+        };
+        session_audit.push(AuditEntry {
+            target: name.to_owned(),
+            delivery_id: received.delivery_id.clone(),
+            event_uuids: uuids,
+            actor,
+            okta_id: Some(okta_id),
+            role: Some(role),
+            action: "terminate_sessions".into(),
+            detail: Some(detail),
+            outcome,
+            duration_ms: ms(received.at.elapsed()),
+        });
+    }
+    if !session_audit.is_empty() {
+        insert_audit(client, state, &received.delivery_id, &session_audit).await?;
+        for entry in &session_audit {
+            entry.log();
+        }
+    }
+    killed.map(|_| ())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -763,8 +1016,9 @@ async fn run_steps(
     }
 }
 
-async fn insert_audit(
-    tx: &Transaction<'_>,
+/// Write audit rows, in a transaction or on their own (one statement is atomic either way).
+async fn insert_audit<C: tokio_postgres::GenericClient>(
+    tx: &C,
     state: &sql::StateSql,
     delivery_id: &str,
     entries: &[AuditEntry],

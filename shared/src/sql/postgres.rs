@@ -173,6 +173,8 @@ pub struct StateSql {
     pub read_memberships: String,
     pub record_roles: String,
     pub insert_audit: String,
+    pub managed_users: String,
+    pub group_members: String,
 }
 
 /// Serialize changes per Okta user: one transaction-scoped advisory lock per user id (`$1`, sorted by the
@@ -250,6 +252,8 @@ impl StateSql {
                  FROM unnest($1::text[], $2::text[]) AS x(okta_id, role_name)
                  WHERE u.okta_id = x.okta_id AND u.role_name IS DISTINCT FROM x.role_name"
             ),
+            managed_users: format!("SELECT okta_id FROM {users} WHERE role_name IS NOT NULL"),
+            group_members: format!("SELECT okta_id FROM {memberships} WHERE group_id = $1 AND member"),
             insert_audit: format!(
                 "INSERT INTO {} (delivery_id, event_uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)
                  SELECT $1, string_to_array(x.uuids, ','), x.actor, x.okta_id, x.role_name, x.action, x.detail, x.outcome, x.duration_ms
