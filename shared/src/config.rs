@@ -59,6 +59,12 @@ pub struct OktaConfig {
     pub username: UsernameSource,
     #[serde(default = "yes")]
     pub lowercase: bool,
+    /// The org, for the reconcile's API calls: `https://acme.okta.com`.
+    pub org_url: Option<String>,
+    /// Secret of the reconcile's service app: `{"client_id", "kid", "private_key"}`.
+    pub api_secret_arn: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: String,
 }
 
 impl Default for OktaConfig {
@@ -66,8 +72,15 @@ impl Default for OktaConfig {
         Self {
             username: UsernameSource::default(),
             lowercase: true,
+            org_url: None,
+            api_secret_arn: None,
+            scopes: default_scopes(),
         }
     }
+}
+
+fn default_scopes() -> String {
+    "okta.groups.read okta.users.read".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -231,6 +244,17 @@ impl Config {
                 "hook.budget_ms",
                 "must be between 100 and 2900 (Okta waits 3 s)",
             ));
+        }
+        if let Some(url) = &self.okta.org_url {
+            let local = url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
+            if !(url.starts_with("https://") || local)
+                || url.trim_end_matches('/').matches('/').count() != 2
+            {
+                return Err(invalid(
+                    "okta.org_url",
+                    "must be the org's base URL, like https://acme.okta.com",
+                ));
+            }
         }
         if self.targets.is_empty() {
             return Err(invalid(
@@ -448,6 +472,14 @@ roles = ["app_readonly"]
             (
                 MINIMAL.replace("[hook]", "[hook]\nbudget_ms = 5000"),
                 "hook.budget_ms",
+            ),
+            (
+                format!("[okta]\norg_url = \"http://acme.okta.com\"\n{MINIMAL}"),
+                "okta.org_url",
+            ),
+            (
+                format!("[okta]\norg_url = \"https://acme.okta.com/oauth2\"\n{MINIMAL}"),
+                "okta.org_url",
             ),
             (
                 MINIMAL.replace(

@@ -202,3 +202,89 @@ async fn a_drifted_database_is_brought_to_okta_s_state() {
     );
     assert!(servers().pg_port > 0);
 }
+
+#[tokio::test]
+async fn the_function_dry_runs_checks_drift_and_reconciles() {
+    let env = TestEnv::new().await;
+    let (private, public) = okta_keypair("rsa");
+    let okta = OktaServer::start("0oaFUNC", &public, Algorithm::RS256).await;
+    let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0002"), &env.login(n)));
+    okta.set_members(
+        READERS_GROUP,
+        &[
+            (ann.id.clone(), ann.login.clone(), "ACTIVE"),
+            (ben.id.clone(), ben.login.clone(), "SUSPENDED"),
+        ],
+    )
+    .await;
+    let creds = serde_json::json!({ "client_id": "0oaFUNC", "kid": "k1", "private_key": private })
+        .to_string();
+    let arn =
+        okta_rds_sync_tests::create_secret(&env.sm, &format!("{}-okta-api", env.prefix), &creds)
+            .await;
+    let toml = format!(
+        "[okta]\norg_url = \"{}\"\napi_secret_arn = \"{arn}\"\n{}",
+        okta.url,
+        env.config_toml().replace("[okta]", "[okta-unused]")
+    );
+    let toml = toml.replace(
+        "[okta-unused]\nusername = \"login\"\nlowercase = true\n",
+        "",
+    );
+    let config =
+        okta_rds_sync::config::Config::parse(&toml, std::path::Path::new("t.toml")).unwrap();
+    let app = reconcile::ReconcileApp::new(config, &okta_rds_sync_tests::sdk_config().await)
+        .await
+        .unwrap();
+
+    let dry = app
+        .handle(reconcile::ReconcileRequest {
+            dry_run: true,
+            check: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        dry["skipped_grants"],
+        serde_json::json!(["eng-prod-writers"]),
+        "name-mapped grants are reported"
+    );
+    let plan = &dry["targets"][0]["plan"];
+    assert_eq!(
+        plan.as_array().unwrap().len(),
+        1,
+        "only ann is entitled: {plan}"
+    );
+    assert!(
+        env.role(&env.login("ann")).await.is_none(),
+        "dry run changed nothing"
+    );
+    let drift = app
+        .handle(reconcile::ReconcileRequest {
+            dry_run: false,
+            check: true,
+        })
+        .await
+        .unwrap_err();
+    assert!(drift.starts_with("drift"), "{drift}");
+
+    let real = app
+        .handle(reconcile::ReconcileRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(real["targets"][0]["changes"], dry["targets"][0]["changes"]);
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+    assert!(
+        env.role(&env.login("ben")).await.is_none(),
+        "a suspended member is not entitled"
+    );
+    let clean = app
+        .handle(reconcile::ReconcileRequest {
+            dry_run: false,
+            check: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(clean["drift"], false);
+}

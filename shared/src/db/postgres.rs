@@ -24,6 +24,10 @@ use crate::reconcile::{Listing, PlannedUser, RECONCILE_ACTOR, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::sql::postgres as sql;
 
+/// Users per reconcile transaction: each holds one advisory lock per user, and PostgreSQL's shared lock
+/// table is sized `max_locks_per_transaction` (64) x connections, small on small RDS instances.
+pub const RECONCILE_BATCH: usize = 500;
+
 /// How a delivery reached us: its id and when it was received (offboarding durations count from here).
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -404,8 +408,9 @@ impl PgTarget {
         Ok(summary)
     }
 
-    /// Converge every listed and every managed user to a full Okta listing. With `dry_run`, the same steps
-    /// run inside the transaction, which is then rolled back, and live sessions are only counted.
+    /// Converge every listed and every managed user to a full Okta listing, in batches of
+    /// [`RECONCILE_BATCH`] users (each its own transaction: bounded locks, short transactions next to live
+    /// hook traffic). With `dry_run`, the same steps run and are rolled back, and live sessions are counted.
     pub async fn reconcile(
         &mut self,
         secrets: &Secrets,
@@ -422,19 +427,19 @@ impl PgTarget {
         let conn = self.connection(secrets).await?;
         let server_version = conn.server_version;
         let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
-        let tx = begin(&mut conn.client, server_version, "60s").await?;
 
+        // The facts of the listing, per user; users in the state but no longer listed lose the membership.
         let stamp = Stamp {
             published: listing.listed_at,
             uuid: listing.run_id.clone(),
         };
-        let mut facts = Vec::new();
-        let mut touched: BTreeSet<String> = tx
+        let mut facts: BTreeMap<String, Vec<Fact>> = conn
+            .client
             .query(&state.managed_users, &[])
             .await
             .map_err(pg("read managed users"))?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), Vec::new()))
             .collect();
         for (group_id, members) in &listing.groups {
             let group = GroupRef {
@@ -446,56 +451,49 @@ impl PgTarget {
             }
             let listed: BTreeSet<&str> = members.iter().map(|u| u.id.as_str()).collect();
             for u in members.iter().filter(|u| is_okta_id(&u.id)) {
-                let user = u.id.clone();
-                facts.push(Fact::Login {
-                    user: user.clone(),
+                let user = facts.entry(u.id.clone()).or_default();
+                user.push(Fact::Login {
+                    user: u.id.clone(),
                     login: u.profile.login.clone(),
                     stamp: stamp.clone(),
                 });
-                facts.push(Fact::Status {
-                    user: user.clone(),
+                user.push(Fact::Status {
+                    user: u.id.clone(),
                     status: status_from_okta(&u.status),
                     stamp: stamp.clone(),
                 });
-                facts.push(Fact::Membership {
-                    user: user.clone(),
+                user.push(Fact::Membership {
+                    user: u.id.clone(),
                     group: group.clone(),
                     member: true,
                     stamp: stamp.clone(),
                 });
-                touched.insert(user);
             }
-            let recorded = tx
+            let recorded = conn
+                .client
                 .query(&state.group_members, &[group_id])
                 .await
                 .map_err(pg("read group members"))?;
-            for user in recorded
+            for id in recorded
                 .iter()
                 .map(|r| r.get::<_, String>(0))
                 .filter(|u| !listed.contains(u.as_str()))
             {
-                facts.push(Fact::Membership {
-                    user: user.clone(),
+                let fact = Fact::Membership {
+                    user: id.clone(),
                     group: group.clone(),
                     member: false,
                     stamp: stamp.clone(),
-                });
-                touched.insert(user);
+                };
+                facts.entry(id).or_default().push(fact);
             }
         }
-        let ids: Vec<String> = touched.iter().cloned().collect();
-        tx.query_one(sql::LOCK_USERS, &[&ids])
-            .await
-            .map_err(pg("lock users"))?;
-        write_facts(&tx, &state, &FactBatch::reduce(facts)).await?;
 
         let provenance = Provenance {
             uuids: vec![listing.run_id.clone()],
             actor: RECONCILE_ACTOR.into(),
             news: true,
         };
-        let touched: BTreeMap<String, Provenance> =
-            ids.into_iter().map(|id| (id, provenance.clone())).collect();
         let received = Received {
             delivery_id: listing.run_id.clone(),
             at: started,
@@ -509,42 +507,56 @@ impl PgTarget {
             protected: &protected,
             received: &received,
         };
-        let mut summary = TargetSummary {
+        let mut report = ReconcileReport {
             target: name.clone(),
-            ..TargetSummary::default()
-        };
-        let converged = converge(tx, &ctx, &touched, &mut summary, dry_run).await?;
-        let sessions = if dry_run {
-            let roles: Vec<String> = converged
-                .offboarded
-                .iter()
-                .map(|o| o.role.clone())
-                .collect();
-            conn.client
-                .query(sql::COUNT_SESSIONS, &[&roles])
-                .await
-                .map_err(pg("count sessions"))?
-                .iter()
-                .map(|r| r.get::<_, i64>(1))
-                .sum()
-        } else {
-            kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
-            summary.sessions_terminated
-        };
-        Ok(ReconcileReport {
-            target: name,
             dry_run,
-            users: summary.users,
-            changes: summary.changes,
-            refused: summary.refused,
-            failed: summary.failed,
-            sessions,
-            plan: converged
-                .plans
-                .iter()
-                .filter_map(PlannedUser::from_plan)
-                .collect(),
-        })
+            ..ReconcileReport::default()
+        };
+        let users: Vec<(String, Vec<Fact>)> = facts.into_iter().collect();
+        for batch in users.chunks(RECONCILE_BATCH) {
+            let tx = begin(&mut conn.client, server_version, "30s").await?;
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            tx.query_one(sql::LOCK_USERS, &[&ids])
+                .await
+                .map_err(pg("lock users"))?;
+            write_facts(
+                &tx,
+                &state,
+                &FactBatch::reduce(batch.iter().flat_map(|(_, f)| f.iter().cloned())),
+            )
+            .await?;
+            let touched: BTreeMap<String, Provenance> =
+                ids.into_iter().map(|id| (id, provenance.clone())).collect();
+            let mut summary = TargetSummary {
+                target: name.clone(),
+                ..TargetSummary::default()
+            };
+            let converged = converge(tx, &ctx, &touched, &mut summary, dry_run).await?;
+            report.sessions += if dry_run {
+                let roles: Vec<String> = converged
+                    .offboarded
+                    .iter()
+                    .map(|o| o.role.clone())
+                    .collect();
+                let rows = conn
+                    .client
+                    .query(sql::COUNT_SESSIONS, &[&roles])
+                    .await
+                    .map_err(pg("count sessions"))?;
+                rows.iter().map(|r| r.get::<_, i64>(1)).sum::<i64>()
+            } else {
+                kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+                summary.sessions_terminated
+            };
+            report.users += summary.users;
+            report.changes += summary.changes;
+            report.refused += summary.refused;
+            report.failed += summary.failed;
+            report
+                .plan
+                .extend(converged.plans.iter().filter_map(PlannedUser::from_plan));
+        }
+        Ok(report)
     }
 }
 

@@ -1,0 +1,24 @@
+//! Lambda entry point of the reconcile (EventBridge schedule, or invoked by hand).
+#![recursion_limit = "256"]
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use okta_rds_sync::config::Config;
+use reconcile::{ReconcileApp, ReconcileRequest};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    okta_rds_sync::logging::init();
+    let config = Config::load(&Config::default_path())
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = ReconcileApp::new(config, &sdk)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let request: ReconcileRequest = serde_json::from_value(event.payload).unwrap_or_default();
+        app.handle(request).await.map_err(Error::from)
+    }))
+    .await
+}
