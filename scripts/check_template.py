@@ -19,7 +19,12 @@ ALLOWED_ACTIONS = {
     "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 }
-SECRET_PARAMETERS = {"HookSecretArn", "MasterSecretArns"}
+# The secrets each function may read: nothing else.
+SECRETS_OF = {
+    "OktaHookFunction": {"HookSecretArn", "MasterSecretArns"},
+    "RetryWorkerFunction": {"MasterSecretArns"},
+    "ReconcileFunction": {"OktaApiSecretArn", "MasterSecretArns"},
+}
 
 
 def walk(value):
@@ -81,7 +86,7 @@ def check(t):
         if "ReservedConcurrentExecutions" not in p:
             problems.append(f"{name}: ReservedConcurrentExecutions must be set (bounds database connections)")
         timeout = p.get("Timeout")
-        limit = 30 if name == "OktaHookFunction" else 120
+        limit = {"OktaHookFunction": 30, "ReconcileFunction": 900}.get(name, 120)
         if not isinstance(timeout, int) or not 3 <= timeout <= limit:
             problems.append(f"{name}: Timeout must be between 3 and {limit} s")
         for ev in (p.get("Events") or {}).values():
@@ -117,8 +122,8 @@ def check(t):
                 problems.append(f"{name}: statement {s.get('Sid')} has a wildcard or missing Resource")
             actions = set(as_list(s.get("Action")))
             if actions & {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}:
-                if not refs(resource) or not refs(resource) <= SECRET_PARAMETERS:
-                    problems.append(f"{name}: secrets may be read only from the secret ARN parameters")
+                if not refs(resource) or not refs(resource) <= SECRETS_OF.get(name, set()):
+                    problems.append(f"{name}: may read only {sorted(SECRETS_OF.get(name, set()))}")
             if any(a.startswith("sqs:") for a in actions) and refs(resource) | getatt_names(resource) != {"RetryQueue"}:
                 problems.append(f"{name}: SQS actions only on the retry queue")
             if "kms:Decrypt" in actions and "kms:ViaService" not in json.dumps(s.get("Condition", {})):
@@ -222,6 +227,10 @@ def weakenings():
         ("hook may send anywhere", lambda t: next(s for s in statements(fn(t)["Policies"]) if s.get("Sid") == "QueueDeliveries").update(Resource="*")),
         ("visibility shorter than processing", lambda t: t["Resources"]["RetryQueue"]["Properties"].update(VisibilityTimeout=30)),
         ("whole-batch retries", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"]["Events"]["Retry"]["Properties"].pop("FunctionResponseTypes")),
+        ("reconcile reads the hook secret", lambda t: next(s for s in statements(t["Resources"]["ReconcileFunction"]["Properties"]["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource={"Ref": "HookSecretArn"})),
+        ("worker reads the hook secret", lambda t: next(s for s in statements(t["Resources"]["RetryWorkerFunction"]["Properties"]["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource=[{"Ref": "HookSecretArn"}])),
+        ("reconcile egress everywhere", lambda t: t["Resources"]["ReconcileSecurityGroup"]["Properties"]["SecurityGroupEgress"].append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIp": "0.0.0.0/0"})),
+        ("reconcile without alarm", lambda t: t["Resources"].pop("ReconcileErrorsAlarm")),
         ("worker URL", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"].update(FunctionUrlConfig={"AuthType": "NONE"})),
     ]
 
