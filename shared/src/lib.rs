@@ -19,5 +19,6 @@ pub mod queue;
 pub mod reconcile;
 pub mod secrets;
 pub mod sql;
+pub mod startup;
 pub mod tls;
 pub mod verify;

@@ -9,6 +9,7 @@
 //! database, mapped roles, marker role, Okta logins and secrets, all prefixed `t<N>`, so tests run in
 //! parallel on one cluster (roles are cluster-wide) without sharing a name.
 
+mod http;
 pub mod okta;
 pub mod okta_server;
 pub mod runtime;

@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -56,18 +55,7 @@ impl RuntimeApi {
             waiting: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
         });
-        let accept_shared = shared.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = accept_shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| route(shared.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        crate::http::serve(listener, shared.clone(), route);
         Ok(Self {
             addr,
             sender,

@@ -2,16 +2,12 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use okta_rds_sync::config::Config;
 use reconcile::{ReconcileApp, ReconcileRequest};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    okta_rds_sync::logging::init();
-    let config = Config::load(&Config::default_path())
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (config, sdk) = okta_rds_sync::startup::start().await?;
     let app = ReconcileApp::new(config, &sdk)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use okta_rds_sync::config::Config;
 use okta_rds_sync::engine::Engine;
 use okta_rds_sync::secrets::Secrets;
 
@@ -13,10 +12,7 @@ const BUDGET: Duration = Duration::from_secs(20);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    okta_rds_sync::logging::init();
-    let config = Config::load(&Config::default_path())
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (config, sdk) = okta_rds_sync::startup::start().await?;
     let secrets = Secrets::new(&sdk, Duration::from_secs(config.hook.secret_ttl_seconds))?;
     let engine = Engine::with_budget(&config, secrets, BUDGET)?;
     let engine = &engine;
