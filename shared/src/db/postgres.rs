@@ -50,12 +50,23 @@ pub struct TargetSummary {
 }
 
 pub struct PgTarget {
+    settings: Settings,
+    link: Link,
+}
+
+/// What a target is: fixed at start.
+struct Settings {
     cfg: TargetConfig,
     mapping: Mapping,
     /// `(grant index, roles, allow_privileged)` for the start-up checks.
     grants: Vec<(usize, Vec<String>, bool)>,
     state: sql::StateSql,
     protected: Vec<String>,
+}
+
+/// The kept connection to a target, and what it takes to make one.
+#[derive(Default)]
+struct Link {
     tls: Option<MakeRustlsConnect>,
     conn: Option<Connection>,
     bootstrapped: bool,
@@ -64,8 +75,8 @@ pub struct PgTarget {
 impl std::fmt::Debug for PgTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgTarget")
-            .field("name", &self.cfg.name)
-            .field("connected", &self.conn.is_some())
+            .field("name", &self.settings.cfg.name)
+            .field("connected", &self.link.conn.is_some())
             .finish()
     }
 }
@@ -102,39 +113,301 @@ impl PgTarget {
             .map(|(i, g)| (i, g.roles.clone(), g.allow_privileged))
             .collect();
         Ok(Self {
-            cfg: cfg.clone(),
-            mapping,
-            grants,
-            state,
-            protected,
-            tls: None,
-            conn: None,
-            bootstrapped: false,
+            settings: Settings {
+                cfg: cfg.clone(),
+                mapping,
+                grants,
+                state,
+                protected,
+            },
+            link: Link::default(),
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.cfg.name
+        &self.settings.cfg.name
     }
 
+    /// Apply the events of one delivery.
+    pub async fn apply(
+        &mut self,
+        secrets: &Secrets,
+        received: &Received,
+        events: &[OktaEvent],
+    ) -> Result<TargetSummary, SyncError> {
+        let settings = &self.settings;
+        let (name, mapping, state) = (&settings.cfg.name, &settings.mapping, &settings.state);
+        let conn = self.link.connection(settings, secrets).await?;
+        let server_version = conn.server_version;
+        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+        let mut summary = TargetSummary {
+            target: name.clone(),
+            ..TargetSummary::default()
+        };
+
+        let tx = begin(&mut conn.client, server_version, "2s").await?;
+
+        // A delivery seen before records no facts, but its users are still re-converged: if the first
+        // attempt committed and then failed (say, while terminating sessions), Okta's retry finishes it.
+        let duplicate = tx
+            .query_opt(&state.claim_delivery, &[&received.delivery_id])
+            .await
+            .map_err(pg("claim delivery"))?
+            .is_none();
+        summary.duplicate_delivery = duplicate;
+        let new_uuids = if duplicate {
+            HashSet::new()
+        } else {
+            claim_events(&tx, state, events).await?
+        };
+        let fresh: Vec<&OktaEvent> = events
+            .iter()
+            .filter(|e| new_uuids.contains(&e.uuid))
+            .collect();
+        summary.new_events = fresh.len();
+        summary.duplicate_events = events.len() - fresh.len();
+
+        // Which users this delivery touches, and through which events (for the audit trail).
+        let mut touched: BTreeMap<String, Vec<&OktaEvent>> = BTreeMap::new();
+        for e in events {
+            if let Some(u) = &e.user {
+                touched.entry(u.id.clone()).or_default().push(e);
+            }
+        }
+        // Users with news in this delivery: only their refusals are audited (again and again would be noise).
+        let with_news: HashSet<&str> = fresh
+            .iter()
+            .filter_map(|e| e.user.as_ref().map(|u| u.id.as_str()))
+            .collect();
+        let ids: Vec<String> = touched.keys().cloned().collect();
+        tx.query_one(sql::LOCK_USERS, &[&ids])
+            .await
+            .map_err(pg("lock users"))?;
+
+        let mut news_by_group: Vec<String> = Vec::new();
+        let batch = FactBatch::reduce(fresh.iter().flat_map(|e| facts_of(e)).filter(|f| match f {
+            crate::journal::Fact::Membership { group, .. }
+            | crate::journal::Fact::GroupDeleted { group, .. } => mapping.group_is_mapped(group),
+            _ => true,
+        }));
+        for (group, stamp) in &batch.deleted_groups {
+            tx.execute(
+                &state.upsert_deleted_group,
+                &[&group.id, &stamp.published, &stamp.uuid],
+            )
+            .await
+            .map_err(pg("record group deletion"))?;
+            let rows = tx
+                .query(
+                    &state.void_group_memberships,
+                    &[&group.id, &stamp.published, &stamp.uuid],
+                )
+                .await
+                .map_err(pg("end group memberships"))?;
+            let event = fresh.iter().find(|e| e.uuid == stamp.uuid);
+            let extra: Vec<String> = rows
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|u| !touched.contains_key(u))
+                .collect();
+            tx.query_one(sql::LOCK_USERS, &[&extra])
+                .await
+                .map_err(pg("lock users"))?;
+            for user in rows.iter().map(|r| r.get::<_, String>(0)) {
+                touched.entry(user).or_default().extend(event.copied());
+            }
+            news_by_group.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        }
+        write_facts(&tx, state, &batch).await?;
+        let with_news: HashSet<&str> = with_news
+            .into_iter()
+            .chain(news_by_group.iter().map(String::as_str))
+            .collect();
+
+        let touched: BTreeMap<String, Provenance> = touched
+            .into_iter()
+            .map(|(id, events)| {
+                let provenance = Provenance {
+                    uuids: events.iter().map(|e| e.uuid.clone()).collect(),
+                    actor: events
+                        .iter()
+                        .max_by_key(|e| e.published)
+                        .map(|e| e.actor.clone())
+                        .unwrap_or_default(),
+                    news: with_news.contains(id.as_str()),
+                };
+                (id, provenance)
+            })
+            .collect();
+        let ctx = settings.ctx(received);
+        let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
+        kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+        Ok(summary)
+    }
+
+    /// Converge every listed and every managed user to a full Okta listing, in batches of
+    /// [`RECONCILE_BATCH`] users (each its own transaction: bounded locks, short transactions next to live
+    /// hook traffic). With `dry_run`, the same steps run and are rolled back, and live sessions are counted.
+    pub async fn reconcile(
+        &mut self,
+        secrets: &Secrets,
+        listing: &Listing,
+        dry_run: bool,
+    ) -> Result<ReconcileReport, SyncError> {
+        let started = Instant::now();
+        let settings = &self.settings;
+        let (name, mapping, state) = (&settings.cfg.name, &settings.mapping, &settings.state);
+        let conn = self.link.connection(settings, secrets).await?;
+        let server_version = conn.server_version;
+        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+
+        // The facts of the listing, per user; users in the state but no longer listed lose the membership.
+        let stamp = Stamp {
+            published: listing.listed_at,
+            uuid: listing.run_id.clone(),
+        };
+        let mut facts: BTreeMap<String, Vec<Fact>> = conn
+            .client
+            .query(&state.managed_users, &[])
+            .await
+            .map_err(pg("read managed users"))?
+            .iter()
+            .map(|r| (r.get(0), Vec::new()))
+            .collect();
+        for (group_id, members) in &listing.groups {
+            let group = GroupRef {
+                id: group_id.clone(),
+                name: String::new(),
+            };
+            if !mapping.group_is_mapped(&group) {
+                continue;
+            }
+            let listed: BTreeSet<&str> = members.iter().map(|u| u.id.as_str()).collect();
+            for u in members.iter().filter(|u| is_okta_id(&u.id)) {
+                let user = facts.entry(u.id.clone()).or_default();
+                user.push(Fact::Login {
+                    user: u.id.clone(),
+                    login: u.profile.login.clone(),
+                    stamp: stamp.clone(),
+                });
+                user.push(Fact::Status {
+                    user: u.id.clone(),
+                    status: status_from_okta(&u.status),
+                    stamp: stamp.clone(),
+                });
+                user.push(Fact::Membership {
+                    user: u.id.clone(),
+                    group: group.clone(),
+                    member: true,
+                    stamp: stamp.clone(),
+                });
+            }
+            let recorded = conn
+                .client
+                .query(&state.group_members, &[group_id])
+                .await
+                .map_err(pg("read group members"))?;
+            for id in recorded
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|u| !listed.contains(u.as_str()))
+            {
+                let fact = Fact::Membership {
+                    user: id.clone(),
+                    group: group.clone(),
+                    member: false,
+                    stamp: stamp.clone(),
+                };
+                facts.entry(id).or_default().push(fact);
+            }
+        }
+
+        let provenance = Provenance {
+            uuids: vec![listing.run_id.clone()],
+            actor: RECONCILE_ACTOR.into(),
+            news: true,
+        };
+        let received = Received {
+            delivery_id: listing.run_id.clone(),
+            at: started,
+        };
+        let ctx = settings.ctx(&received);
+        let mut report = ReconcileReport {
+            target: name.clone(),
+            dry_run,
+            ..ReconcileReport::default()
+        };
+        let users: Vec<(String, Vec<Fact>)> = facts.into_iter().collect();
+        for batch in users.chunks(RECONCILE_BATCH) {
+            let tx = begin(&mut conn.client, server_version, "30s").await?;
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            tx.query_one(sql::LOCK_USERS, &[&ids])
+                .await
+                .map_err(pg("lock users"))?;
+            write_facts(
+                &tx,
+                state,
+                &FactBatch::reduce(batch.iter().flat_map(|(_, f)| f.iter().cloned())),
+            )
+            .await?;
+            let touched: BTreeMap<String, Provenance> =
+                ids.into_iter().map(|id| (id, provenance.clone())).collect();
+            let mut summary = TargetSummary {
+                target: name.clone(),
+                ..TargetSummary::default()
+            };
+            let converged = converge(tx, &ctx, &touched, &mut summary, dry_run).await?;
+            report.sessions += if dry_run {
+                let roles: Vec<String> = converged
+                    .offboarded
+                    .iter()
+                    .map(|o| o.role.clone())
+                    .collect();
+                let rows = conn
+                    .client
+                    .query(sql::COUNT_SESSIONS, &[&roles])
+                    .await
+                    .map_err(pg("count sessions"))?;
+                rows.iter().map(|r| r.get::<_, i64>(1)).sum::<i64>()
+            } else {
+                kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+                summary.sessions_terminated
+            };
+            report.users += summary.users;
+            report.changes += summary.changes;
+            report.refused += summary.refused;
+            report.failed += summary.failed;
+            report
+                .plan
+                .extend(converged.plans.iter().filter_map(PlannedUser::from_plan));
+        }
+        Ok(report)
+    }
+}
+
+impl Link {
     /// A working connection: the kept one if it still answers, else a new one (re-reading the master
     /// secret once if the password was rotated), bootstrapped on first use.
-    async fn connection(&mut self, secrets: &Secrets) -> Result<&mut Connection, SyncError> {
+    async fn connection(
+        &mut self,
+        settings: &Settings,
+        secrets: &Secrets,
+    ) -> Result<&mut Connection, SyncError> {
         let alive = match &self.conn {
             Some(c) if !c.client.is_closed() => c.client.simple_query("SELECT 1").await.is_ok(),
             _ => false,
         };
         if !alive {
             self.conn = None;
-            let conn = match self.connect(secrets, false).await {
+            let conn = match self.connect(settings, secrets, false).await {
                 Err(SyncError::Auth(first)) => {
-                    tracing::warn!(target = %self.cfg.name, error = %first, "master password rejected; re-reading the secret");
-                    self.connect(secrets, true).await?
+                    tracing::warn!(target = %settings.cfg.name, error = %first, "master password rejected; re-reading the secret");
+                    self.connect(settings, secrets, true).await?
                 }
                 other => other?,
             };
             if !self.bootstrapped {
-                self.bootstrap(&conn).await?;
+                settings.bootstrap(&conn).await?;
                 self.bootstrapped = true;
             }
             self.conn = Some(conn);
@@ -144,13 +417,18 @@ impl PgTarget {
             .ok_or_else(|| SyncError::Transient("connection lost".into()))
     }
 
-    async fn connect(&mut self, secrets: &Secrets, refresh: bool) -> Result<Connection, SyncError> {
+    async fn connect(
+        &mut self,
+        settings: &Settings,
+        secrets: &Secrets,
+        refresh: bool,
+    ) -> Result<Connection, SyncError> {
         let creds = secrets
-            .master_credentials(&self.cfg.secret_arn, refresh)
+            .master_credentials(&settings.cfg.secret_arn, refresh)
             .await
             .map_err(|e| SyncError::Transient(e.to_string()))?;
         if self.tls.is_none() {
-            let tls = crate::tls::client_config(self.cfg.ca_file.as_deref())
+            let tls = crate::tls::client_config(settings.cfg.ca_file.as_deref())
                 .map_err(|e| SyncError::Permanent(e.to_string()))?;
             self.tls = Some(MakeRustlsConnect::new(tls));
         }
@@ -159,19 +437,19 @@ impl PgTarget {
             .clone()
             .ok_or_else(|| SyncError::Permanent("TLS not configured".into()))?;
         let mut pg = tokio_postgres::Config::new();
-        pg.host(&self.cfg.host)
-            .port(self.cfg.port)
-            .dbname(&self.cfg.database)
+        pg.host(&settings.cfg.host)
+            .port(settings.cfg.port)
+            .dbname(&settings.cfg.database)
             .user(&creds.username)
             .password(creds.password.as_bytes())
             .ssl_mode(SslMode::Require)
             .application_name("okta-rds-sync")
-            .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms));
+            .connect_timeout(Duration::from_millis(settings.cfg.connect_timeout_ms));
         let (client, connection) = pg
             .connect(tls)
             .await
             .map_err(|e| classify_pg("connect", &e))?;
-        let target = self.cfg.name.clone();
+        let target = settings.cfg.name.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(%target, error = %e, "database connection closed");
@@ -187,7 +465,9 @@ impl PgTarget {
             server_version: version,
         })
     }
+}
 
+impl Settings {
     /// Create the marker role and the state schema, then refuse to run on an unsafe target.
     async fn bootstrap(&self, conn: &Connection) -> Result<(), SyncError> {
         let client = &conn.client;
@@ -279,284 +559,17 @@ impl PgTarget {
         Ok(())
     }
 
-    /// Apply the events of one delivery.
-    pub async fn apply(
-        &mut self,
-        secrets: &Secrets,
-        received: &Received,
-        events: &[OktaEvent],
-    ) -> Result<TargetSummary, SyncError> {
-        let name = self.cfg.name.clone();
-        let marker = self.cfg.marker_role.clone();
-        let iam = self.cfg.iam_role.clone();
-        let mapping = self.mapping.clone();
-        let state = self.state.clone();
-        let protected = self.protected.clone();
-        let conn = self.connection(secrets).await?;
-        let server_version = conn.server_version;
-        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
-        let mut summary = TargetSummary {
-            target: name.clone(),
-            ..TargetSummary::default()
-        };
-
-        let tx = begin(&mut conn.client, server_version, "2s").await?;
-
-        // A delivery seen before records no facts, but its users are still re-converged: if the first
-        // attempt committed and then failed (say, while terminating sessions), Okta's retry finishes it.
-        let duplicate = tx
-            .query_opt(&state.claim_delivery, &[&received.delivery_id])
-            .await
-            .map_err(pg("claim delivery"))?
-            .is_none();
-        summary.duplicate_delivery = duplicate;
-        let new_uuids = if duplicate {
-            HashSet::new()
-        } else {
-            claim_events(&tx, &state, events).await?
-        };
-        let fresh: Vec<&OktaEvent> = events
-            .iter()
-            .filter(|e| new_uuids.contains(&e.uuid))
-            .collect();
-        summary.new_events = fresh.len();
-        summary.duplicate_events = events.len() - fresh.len();
-
-        // Which users this delivery touches, and through which events (for the audit trail).
-        let mut touched: BTreeMap<String, Vec<&OktaEvent>> = BTreeMap::new();
-        for e in events {
-            if let Some(u) = &e.user {
-                touched.entry(u.id.clone()).or_default().push(e);
-            }
-        }
-        // Users with news in this delivery: only their refusals are audited (again and again would be noise).
-        let with_news: HashSet<&str> = fresh
-            .iter()
-            .filter_map(|e| e.user.as_ref().map(|u| u.id.as_str()))
-            .collect();
-        let ids: Vec<String> = touched.keys().cloned().collect();
-        tx.query_one(sql::LOCK_USERS, &[&ids])
-            .await
-            .map_err(pg("lock users"))?;
-
-        let mut news_by_group: Vec<String> = Vec::new();
-        let batch = FactBatch::reduce(fresh.iter().flat_map(|e| facts_of(e)).filter(|f| match f {
-            crate::journal::Fact::Membership { group, .. }
-            | crate::journal::Fact::GroupDeleted { group, .. } => mapping.group_is_mapped(group),
-            _ => true,
-        }));
-        for (group, stamp) in &batch.deleted_groups {
-            tx.execute(
-                &state.upsert_deleted_group,
-                &[&group.id, &stamp.published, &stamp.uuid],
-            )
-            .await
-            .map_err(pg("record group deletion"))?;
-            let rows = tx
-                .query(
-                    &state.void_group_memberships,
-                    &[&group.id, &stamp.published, &stamp.uuid],
-                )
-                .await
-                .map_err(pg("end group memberships"))?;
-            let event = fresh.iter().find(|e| e.uuid == stamp.uuid);
-            let extra: Vec<String> = rows
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .filter(|u| !touched.contains_key(u))
-                .collect();
-            tx.query_one(sql::LOCK_USERS, &[&extra])
-                .await
-                .map_err(pg("lock users"))?;
-            for user in rows.iter().map(|r| r.get::<_, String>(0)) {
-                touched.entry(user).or_default().extend(event.copied());
-            }
-            news_by_group.extend(rows.iter().map(|r| r.get::<_, String>(0)));
-        }
-        write_facts(&tx, &state, &batch).await?;
-        let with_news: HashSet<&str> = with_news
-            .into_iter()
-            .chain(news_by_group.iter().map(String::as_str))
-            .collect();
-
-        let touched: BTreeMap<String, Provenance> = touched
-            .into_iter()
-            .map(|(id, events)| {
-                let provenance = Provenance {
-                    uuids: events.iter().map(|e| e.uuid.clone()).collect(),
-                    actor: events
-                        .iter()
-                        .max_by_key(|e| e.published)
-                        .map(|e| e.actor.clone())
-                        .unwrap_or_default(),
-                    news: with_news.contains(id.as_str()),
-                };
-                (id, provenance)
-            })
-            .collect();
-        let ctx = Ctx {
-            name: &name,
-            marker: &marker,
-            iam: &iam,
-            mapping: &mapping,
-            state: &state,
-            protected: &protected,
+    /// What `converge` needs, for one delivery or reconcile run.
+    fn ctx<'a>(&'a self, received: &'a Received) -> Ctx<'a> {
+        Ctx {
+            name: &self.cfg.name,
+            marker: &self.cfg.marker_role,
+            iam: &self.cfg.iam_role,
+            mapping: &self.mapping,
+            state: &self.state,
+            protected: &self.protected,
             received,
-        };
-        let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
-        kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
-        Ok(summary)
-    }
-
-    /// Converge every listed and every managed user to a full Okta listing, in batches of
-    /// [`RECONCILE_BATCH`] users (each its own transaction: bounded locks, short transactions next to live
-    /// hook traffic). With `dry_run`, the same steps run and are rolled back, and live sessions are counted.
-    pub async fn reconcile(
-        &mut self,
-        secrets: &Secrets,
-        listing: &Listing,
-        dry_run: bool,
-    ) -> Result<ReconcileReport, SyncError> {
-        let started = Instant::now();
-        let name = self.cfg.name.clone();
-        let marker = self.cfg.marker_role.clone();
-        let iam = self.cfg.iam_role.clone();
-        let mapping = self.mapping.clone();
-        let state = self.state.clone();
-        let protected = self.protected.clone();
-        let conn = self.connection(secrets).await?;
-        let server_version = conn.server_version;
-        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
-
-        // The facts of the listing, per user; users in the state but no longer listed lose the membership.
-        let stamp = Stamp {
-            published: listing.listed_at,
-            uuid: listing.run_id.clone(),
-        };
-        let mut facts: BTreeMap<String, Vec<Fact>> = conn
-            .client
-            .query(&state.managed_users, &[])
-            .await
-            .map_err(pg("read managed users"))?
-            .iter()
-            .map(|r| (r.get(0), Vec::new()))
-            .collect();
-        for (group_id, members) in &listing.groups {
-            let group = GroupRef {
-                id: group_id.clone(),
-                name: String::new(),
-            };
-            if !mapping.group_is_mapped(&group) {
-                continue;
-            }
-            let listed: BTreeSet<&str> = members.iter().map(|u| u.id.as_str()).collect();
-            for u in members.iter().filter(|u| is_okta_id(&u.id)) {
-                let user = facts.entry(u.id.clone()).or_default();
-                user.push(Fact::Login {
-                    user: u.id.clone(),
-                    login: u.profile.login.clone(),
-                    stamp: stamp.clone(),
-                });
-                user.push(Fact::Status {
-                    user: u.id.clone(),
-                    status: status_from_okta(&u.status),
-                    stamp: stamp.clone(),
-                });
-                user.push(Fact::Membership {
-                    user: u.id.clone(),
-                    group: group.clone(),
-                    member: true,
-                    stamp: stamp.clone(),
-                });
-            }
-            let recorded = conn
-                .client
-                .query(&state.group_members, &[group_id])
-                .await
-                .map_err(pg("read group members"))?;
-            for id in recorded
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .filter(|u| !listed.contains(u.as_str()))
-            {
-                let fact = Fact::Membership {
-                    user: id.clone(),
-                    group: group.clone(),
-                    member: false,
-                    stamp: stamp.clone(),
-                };
-                facts.entry(id).or_default().push(fact);
-            }
         }
-
-        let provenance = Provenance {
-            uuids: vec![listing.run_id.clone()],
-            actor: RECONCILE_ACTOR.into(),
-            news: true,
-        };
-        let received = Received {
-            delivery_id: listing.run_id.clone(),
-            at: started,
-        };
-        let ctx = Ctx {
-            name: &name,
-            marker: &marker,
-            iam: &iam,
-            mapping: &mapping,
-            state: &state,
-            protected: &protected,
-            received: &received,
-        };
-        let mut report = ReconcileReport {
-            target: name.clone(),
-            dry_run,
-            ..ReconcileReport::default()
-        };
-        let users: Vec<(String, Vec<Fact>)> = facts.into_iter().collect();
-        for batch in users.chunks(RECONCILE_BATCH) {
-            let tx = begin(&mut conn.client, server_version, "30s").await?;
-            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-            tx.query_one(sql::LOCK_USERS, &[&ids])
-                .await
-                .map_err(pg("lock users"))?;
-            write_facts(
-                &tx,
-                &state,
-                &FactBatch::reduce(batch.iter().flat_map(|(_, f)| f.iter().cloned())),
-            )
-            .await?;
-            let touched: BTreeMap<String, Provenance> =
-                ids.into_iter().map(|id| (id, provenance.clone())).collect();
-            let mut summary = TargetSummary {
-                target: name.clone(),
-                ..TargetSummary::default()
-            };
-            let converged = converge(tx, &ctx, &touched, &mut summary, dry_run).await?;
-            report.sessions += if dry_run {
-                let roles: Vec<String> = converged
-                    .offboarded
-                    .iter()
-                    .map(|o| o.role.clone())
-                    .collect();
-                let rows = conn
-                    .client
-                    .query(sql::COUNT_SESSIONS, &[&roles])
-                    .await
-                    .map_err(pg("count sessions"))?;
-                rows.iter().map(|r| r.get::<_, i64>(1)).sum::<i64>()
-            } else {
-                kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
-                summary.sessions_terminated
-            };
-            report.users += summary.users;
-            report.changes += summary.changes;
-            report.refused += summary.refused;
-            report.failed += summary.failed;
-            report
-                .plan
-                .extend(converged.plans.iter().filter_map(PlannedUser::from_plan));
-        }
-        Ok(report)
     }
 }
 
