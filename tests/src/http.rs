@@ -29,3 +29,22 @@ where
         }
     });
 }
+
+/// A response with a status, a body and headers (repeated names are kept, as for `Link`).
+pub fn response(
+    status: hyper::StatusCode,
+    body: Bytes,
+    headers: &[(&str, String)],
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            v.parse(),
+        ) {
+            r.headers_mut().append(name, value);
+        }
+    }
+    r
+}

@@ -116,19 +116,9 @@ impl OktaServer {
 }
 
 fn respond(status: StatusCode, body: Value, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().expect("static"));
-    for (k, v) in headers {
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            v.parse(),
-        ) {
-            r.headers_mut().append(name, value);
-        }
-    }
-    r
+    let mut all = vec![("content-type", "application/json".to_owned())];
+    all.extend(headers.iter().map(|(k, v)| (*k, v.clone())));
+    crate::http::response(status, Bytes::from(body.to_string()), &all)
 }
 
 fn oauth_error(shared: &Shared, error: &str) -> Response<Full<Bytes>> {

@@ -113,20 +113,6 @@ impl RuntimeApi {
     }
 }
 
-fn reply(status: StatusCode, body: Bytes, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    for (k, v) in headers {
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            v.parse(),
-        ) {
-            r.headers_mut().insert(name, value);
-        }
-    }
-    r
-}
-
 async fn route(
     shared: Arc<Shared>,
     req: Request<Incoming>,
@@ -143,7 +129,7 @@ async fn route(
         .trim_start_matches("/2018-06-01/runtime/")
         .split('/')
         .collect();
-    let accepted = reply(
+    let accepted = crate::http::response(
         StatusCode::ACCEPTED,
         Bytes::from_static(b"{\"status\":\"OK\"}"),
         &[],
@@ -157,7 +143,7 @@ async fn route(
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_millis() + 30_000)
                         .unwrap_or_default();
-                    reply(
+                    crate::http::response(
                         StatusCode::OK,
                         event,
                         &[
@@ -175,7 +161,7 @@ async fn route(
                         ],
                     )
                 }
-                None => reply(StatusCode::GONE, Bytes::new(), &[]),
+                None => crate::http::response(StatusCode::GONE, Bytes::new(), &[]),
             }
         }
         (Method::POST, ["invocation", id, outcome @ ("response" | "error")]) => {
@@ -192,6 +178,6 @@ async fn route(
             *shared.init_error.lock().await = Some(String::from_utf8_lossy(&body).into_owned());
             accepted
         }
-        _ => reply(StatusCode::NOT_FOUND, Bytes::new(), &[]),
+        _ => crate::http::response(StatusCode::NOT_FOUND, Bytes::new(), &[]),
     })
 }
