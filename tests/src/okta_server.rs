@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -175,24 +175,19 @@ fn check_proof(
 
 async fn route(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Parts,
+    body: Bytes,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
+    let method = req.method.clone();
+    let path = req.uri.path().to_owned();
+    let query = req.uri.query().unwrap_or("").to_owned();
     let header = |n: &str| {
-        req.headers()
+        req.headers
             .get(n)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
     let (dpop, authorization) = (header("dpop"), header("authorization"));
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
     Ok(match (method, path.as_str()) {
         (Method::POST, "/oauth2/v1/token") => token(&shared, &body, dpop).await,
         (Method::GET, p) if p.starts_with("/api/v1/groups/") && p.ends_with("/users") => {

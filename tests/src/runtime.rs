@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -115,16 +115,11 @@ impl RuntimeApi {
 
 async fn route(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Parts,
+    body: Bytes,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let path = req.uri.path().to_owned();
+    let method = req.method.clone();
     let parts: Vec<&str> = path
         .trim_start_matches("/2018-06-01/runtime/")
         .split('/')

@@ -23,17 +23,17 @@ async fn send_ok(app: &HookApp, id: &str, events: Vec<Value>) -> Value {
     body
 }
 
+/// The user joins readers: an entitled, managed user to start from.
+async fn onboard(app: &HookApp, u: &User) {
+    send_ok(app, "d1", vec![event(ADD, Some(u), Some(READERS), 1, "a")]).await;
+}
+
 #[tokio::test]
 async fn offboarding_kills_live_sessions_and_records_time_to_zero() {
     let env = TestEnv::new().await;
     let app = env.app().await;
     let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
-    send_ok(
-        &app,
-        "d1",
-        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
-    )
-    .await;
+    onboard(&app, &u).await;
     let role = env.login("jane");
     let session = env.open_session_as(&role).await;
     let second = env.open_session_as(&role).await;
@@ -242,12 +242,7 @@ async fn the_master_never_inherits_rds_iam() {
     let app = env.app().await;
     let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
     let role = env.login("jane");
-    send_ok(
-        &app,
-        "d1",
-        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
-    )
-    .await;
+    onboard(&app, &u).await;
     send_ok(
         &app,
         "d2",
@@ -461,12 +456,7 @@ async fn a_rotated_master_password_is_re_read_and_nothing_is_lost() {
     let mut env = TestEnv::new().await;
     let app = env.app().await;
     let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
-    send_ok(
-        &app,
-        "d1",
-        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
-    )
-    .await;
+    onboard(&app, &u).await;
     // RDS rotates the master password; the warm function still has the old one cached.
     env.rotate_master_password("rotated-password-2").await;
     // A failover (or idle timeout) drops the kept connection, forcing a new login.
@@ -536,12 +526,7 @@ async fn a_failed_session_kill_is_finished_by_okta_s_retry() {
     let env = TestEnv::new().await;
     let app = env.app().await;
     let u = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
-    send_ok(
-        &app,
-        "d1",
-        vec![event(ADD, Some(&u), Some(READERS), 1, "a")],
-    )
-    .await;
+    onboard(&app, &u).await;
     let session = env.open_session_as(&env.login("jane")).await;
     // The master loses the right to signal other backends: the kill fails after the commit.
     let su = env.superuser().await;
