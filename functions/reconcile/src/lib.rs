@@ -27,6 +27,22 @@ pub struct ReconcileRequest {
     pub check: bool,
 }
 
+impl ReconcileRequest {
+    /// The request in an invocation payload. Other fields (a scheduled event's) are ignored, but a
+    /// malformed `dry_run` or `check` is an error: it must never turn a requested dry run into a real run.
+    pub fn from_payload(payload: Value) -> Result<Self, String> {
+        let expected = "invalid request (expected {\"dry_run\": bool, \"check\": bool})";
+        match payload {
+            Value::Null => Ok(Self::default()),
+            // serde would also read a struct from an array: only an object is a request.
+            Value::Object(_) => {
+                serde_json::from_value(payload).map_err(|e| format!("{expected}: {e}"))
+            }
+            _ => Err(format!("{expected}: not a JSON object")),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ReconcileApp {
     config: Config,
@@ -96,5 +112,39 @@ impl ReconcileApp {
             return Err(format!("drift: the databases differ from Okta: {body}"));
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_parsed_strictly() {
+        let scheduled = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        let r = ReconcileRequest::from_payload(scheduled).unwrap();
+        assert!(!r.dry_run && !r.check);
+        assert!(
+            ReconcileRequest::from_payload(json!({"dry_run": true}))
+                .unwrap()
+                .dry_run
+        );
+        assert!(
+            ReconcileRequest::from_payload(json!({"check": true}))
+                .unwrap()
+                .check
+        );
+        assert!(!ReconcileRequest::from_payload(Value::Null).unwrap().dry_run);
+        for bad in [
+            json!({"dry_run": "yes"}),
+            json!({"check": 1}),
+            json!("dry_run"),
+            json!([true]),
+        ] {
+            assert!(
+                ReconcileRequest::from_payload(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

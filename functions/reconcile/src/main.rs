@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let request: ReconcileRequest = serde_json::from_value(event.payload).unwrap_or_default();
+        let request = ReconcileRequest::from_payload(event.payload).map_err(Error::from)?;
         app.handle(request).await.map_err(Error::from)
     }))
     .await

@@ -62,6 +62,14 @@ async fn the_binary_dry_runs_checks_and_reconciles() {
         "{dry}"
     );
     assert!(env.role(&env.login("ann")).await.is_none());
+    let typo = invoke(r#"{"dry_run":"yes"}"#)
+        .await
+        .expect_err("a malformed request is refused");
+    assert!(typo.contains("invalid request"), "{typo}");
+    assert!(
+        env.role(&env.login("ann")).await.is_none(),
+        "and never runs for real"
+    );
     let drift = invoke(r#"{"check":true}"#)
         .await
         .expect_err("drift fails the invocation");
