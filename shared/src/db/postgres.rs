@@ -394,7 +394,7 @@ impl Link {
         secrets: &Secrets,
     ) -> Result<&mut Connection, SyncError> {
         let alive = match &self.conn {
-            Some(c) if !c.client.is_closed() => c.client.simple_query("SELECT 1").await.is_ok(),
+            Some(c) if !c.client.is_closed() => c.client.simple_query(sql::PING).await.is_ok(),
             _ => false,
         };
         if !alive {
@@ -444,6 +444,7 @@ impl Link {
             .password(creds.password.as_bytes())
             .ssl_mode(SslMode::Require)
             .application_name("okta-rds-sync")
+            .options(sql::SESSION_OPTIONS)
             .connect_timeout(Duration::from_millis(settings.cfg.connect_timeout_ms));
         let (client, connection) = pg
             .connect(tls)
@@ -456,7 +457,7 @@ impl Link {
             }
         });
         let version: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .query_one(sql::SERVER_VERSION, &[])
             .await
             .map_err(|e| classify_pg("server version", &e))?
             .get(0);
@@ -473,36 +474,20 @@ impl Settings {
         let client = &conn.client;
         let name = &self.cfg.name;
         let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
-        let marker = sql::quote_ident(&self.cfg.marker_role)
+        let create_marker = sql::create_marker_role(&self.cfg.marker_role)
             .map_err(|e| SyncError::Permanent(e.to_string()))?;
         let exists = client
-            .query_opt(
-                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname::text = $1::text",
-                &[&self.cfg.marker_role],
-            )
+            .query(sql::EXISTING_ROLES, &[&vec![self.cfg.marker_role.clone()]])
             .await
             .map_err(pg("marker role"))?;
-        if exists.is_none() {
-            let created = client
-                .batch_execute(&format!(
-                    "CREATE ROLE {marker} NOLOGIN; COMMENT ON ROLE {marker} IS 'okta-rds-sync: members are managed login roles'"
-                ))
-                .await;
+        if exists.is_empty() {
+            let created = client.batch_execute(&create_marker).await;
             match created {
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
                 other => other.map_err(pg("create marker role"))?,
             }
         }
-        let ddl = sql::state_schema_ddl(&self.cfg.state_schema)
-            .map_err(|e| SyncError::Permanent(e.to_string()))?;
-        let script = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:bootstrap', 0)); {}; COMMIT",
-            ddl.join("; ")
-        );
-        if let Err(e) = client.batch_execute(&script).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(classify_pg("create state schema", &e));
-        }
+        self.create_state_schema(client).await?;
 
         let iam = &self.cfg.iam_role;
         let existing = |names: Vec<String>| async move {
@@ -559,6 +544,43 @@ impl Settings {
         Ok(())
     }
 
+    /// Create the state schema and its tables (idempotent, serialized by an advisory lock), refusing a
+    /// schema or table that the master does not own: whoever owns them could make the master run their code.
+    async fn create_state_schema(&self, client: &Client) -> Result<(), SyncError> {
+        let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
+        let ddl = sql::state_schema_ddl(&self.cfg.state_schema)
+            .map_err(|e| SyncError::Permanent(e.to_string()))?;
+        let (create_schema, tables) = ddl.split_first().ok_or_else(|| {
+            SyncError::Permanent("state schema DDL is empty".into())
+        })?;
+        let script = format!("BEGIN; {}; {create_schema}", sql::BOOTSTRAP_LOCK);
+        let result = async {
+            client.batch_execute(&script).await.map_err(pg("create state schema"))?;
+            let row = client
+                .query_one(sql::STATE_SCHEMA_OWNERSHIP, &[&self.cfg.state_schema])
+                .await
+                .map_err(pg("state schema owner"))?;
+            let (owned, owner, foreign): (bool, String, Vec<String>) =
+                (row.get(0), row.get(1), row.get(2));
+            if !owned || !foreign.is_empty() {
+                return Err(SyncError::Permanent(format!(
+                    "target {}: state schema {:?} (owner {owner:?}, objects owned by others: {foreign:?}) is not \
+                     owned by the master user only; refusing to use it",
+                    self.cfg.name, self.cfg.state_schema
+                )));
+            }
+            client
+                .batch_execute(&format!("{}; COMMIT", tables.join("; ")))
+                .await
+                .map_err(pg("create state schema"))
+        }
+        .await;
+        if result.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
     /// What `converge` needs, for one delivery or reconcile run.
     fn ctx<'a>(&'a self, received: &'a Received) -> Ctx<'a> {
         Ctx {
@@ -584,13 +606,7 @@ async fn begin<'c>(
         .transaction()
         .await
         .map_err(|e| classify_pg("begin", &e))?;
-    let mut settings = format!(
-        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '{statement_timeout}'"
-    );
-    if server_version >= 160_000 {
-        settings.push_str("; SET LOCAL createrole_self_grant = ''");
-    }
-    tx.batch_execute(&settings)
+    tx.batch_execute(&sql::transaction_settings(statement_timeout, server_version))
         .await
         .map_err(|e| classify_pg("session settings", &e))?;
     Ok(tx)
@@ -1009,7 +1025,7 @@ async fn run_steps(
     if plan.steps.is_empty() {
         return Ok(Ok(()));
     }
-    let mut script = String::from("SAVEPOINT okta_rds_sync_user");
+    let mut script = String::from(sql::USER_SAVEPOINT);
     for step in &plan.steps {
         let statements = sql::render_step(step, marker, &plan.okta_id)
             .map_err(|e| SyncError::Permanent(e.to_string()));
@@ -1023,7 +1039,8 @@ async fn run_steps(
             Err(e) => return Ok(Err(e.to_string())),
         }
     }
-    script.push_str(";\nRELEASE SAVEPOINT okta_rds_sync_user");
+    script.push_str(";\n");
+    script.push_str(sql::RELEASE_USER_SAVEPOINT);
     match tx.batch_execute(&script).await {
         Ok(()) => Ok(Ok(())),
         Err(e) => {
@@ -1031,9 +1048,7 @@ async fn run_steps(
             if err.is_transient() {
                 return Err(err);
             }
-            tx.batch_execute(
-                "ROLLBACK TO SAVEPOINT okta_rds_sync_user; RELEASE SAVEPOINT okta_rds_sync_user",
-            )
+            tx.batch_execute(sql::ROLLBACK_USER_SAVEPOINT)
             .await
             .map_err(|e| classify_pg("rollback to savepoint", &e))?;
             Ok(Err(err.to_string()))

@@ -10,6 +10,63 @@ use crate::plan::Step;
 /// Prefix of the comment put on every managed role, followed by the Okta user id.
 pub const COMMENT_PREFIX: &str = "okta-rds-sync:";
 
+/// Startup options of every connection (sent in the startup packet, so no role or database setting can
+/// override them):
+/// - `search_path` is `pg_catalog, pg_temp`: nothing an ordinary login can create (in `public`, say) is ever
+///   visible to the master's statements. `pg_temp` is named last so it is not searched first, and functions
+///   and operators are never looked up there. Every function in this module is also schema-qualified.
+/// - `statement_timeout`: no statement (bootstrap, session kill) waits forever; transactions lower it.
+/// - `idle_in_transaction_session_timeout`: a transaction left open (an invocation cut short, a frozen
+///   Lambda sandbox) releases its locks within seconds instead of blocking every other delivery.
+pub const SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp -c statement_timeout=10000 \
+     -c idle_in_transaction_session_timeout=5000";
+
+/// `server_version_num` of the server, as an integer (e.g. 150019).
+pub const SERVER_VERSION: &str = "SELECT pg_catalog.current_setting('server_version_num')::int";
+
+/// Whether the kept connection still answers.
+pub const PING: &str = "SELECT 1";
+
+/// Serialize bootstraps of the state schema (several cold starts at once).
+pub const BOOTSTRAP_LOCK: &str =
+    "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:bootstrap', 0))";
+
+/// Who owns the state schema `$1`, and which of its objects someone else owns. A schema or table that an
+/// ordinary login created (before the first run, or by a grant) could be used to run code as the master.
+pub const STATE_SCHEMA_OWNERSHIP: &str = "
+SELECT n.nspowner = r.oid AS owned_by_master,
+       pg_catalog.pg_get_userbyid(n.nspowner)::text AS owner,
+       ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = n.oid AND c.relowner <> r.oid ORDER BY 1) AS foreign_objects
+FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r
+WHERE n.nspname::text = $1::text AND r.rolname = session_user";
+
+/// One user's steps run inside this savepoint, so a permanent failure of one user does not abort the others.
+pub const USER_SAVEPOINT: &str = "SAVEPOINT okta_rds_sync_user";
+pub const RELEASE_USER_SAVEPOINT: &str = "RELEASE SAVEPOINT okta_rds_sync_user";
+pub const ROLLBACK_USER_SAVEPOINT: &str =
+    "ROLLBACK TO SAVEPOINT okta_rds_sync_user; RELEASE SAVEPOINT okta_rds_sync_user";
+
+/// Bounded waits inside a change transaction (`statement_timeout` is set per use).
+pub fn transaction_settings(statement_timeout: &str, server_version: i32) -> String {
+    let mut settings = format!(
+        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '{statement_timeout}'"
+    );
+    // PostgreSQL 16+: never make the master a member of the roles it creates (it would inherit rds_iam).
+    if server_version >= 160_000 {
+        settings.push_str("; SET LOCAL createrole_self_grant = ''");
+    }
+    settings
+}
+
+/// Create the marker role (its name quoted).
+pub fn create_marker_role(marker: &str) -> Result<String, IdentError> {
+    let m = quote_ident(marker)?;
+    Ok(format!(
+        "CREATE ROLE {m} NOLOGIN; COMMENT ON ROLE {m} IS 'okta-rds-sync: members are managed login roles'"
+    ))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentError {
     #[error("empty identifier")]
@@ -124,7 +181,7 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
                 login text, login_published timestamptz, login_uuid text,
                 status text, status_published timestamptz, status_uuid text,
                 role_name text,
-                updated_at timestamptz NOT NULL DEFAULT now())"
+                updated_at timestamptz NOT NULL DEFAULT pg_catalog.now())"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.memberships (
@@ -138,17 +195,17 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.seen_deliveries (
-                event_id text PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT now())"
+                event_id text PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT pg_catalog.now())"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.seen_events (
                 uuid text PRIMARY KEY, event_type text NOT NULL, published timestamptz NOT NULL,
-                received_at timestamptz NOT NULL DEFAULT now())"
+                received_at timestamptz NOT NULL DEFAULT pg_catalog.now())"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.audit (
                 id bigserial PRIMARY KEY,
-                at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
                 delivery_id text, event_uuids text[] NOT NULL DEFAULT '{{}}', actor text,
                 okta_id text, role_name text, action text NOT NULL, detail text,
                 outcome text NOT NULL, duration_ms double precision)"
@@ -179,10 +236,29 @@ pub struct StateSql {
 
 /// Serialize changes per Okta user: one transaction-scoped advisory lock per user id (`$1`, sorted by the
 /// caller so that concurrent deliveries always lock in the same order).
-pub const LOCK_USERS: &str = "SELECT count(pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:' || u, 0)))
-     FROM unnest($1::text[]) WITH ORDINALITY AS t(u, n)";
+pub const LOCK_USERS: &str = "SELECT pg_catalog.count(pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:' || u, 0)))
+     FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (u, n)";
 
 impl StateSql {
+    /// Every statement, for checks over all of them.
+    pub fn statements(&self) -> Vec<&str> {
+        vec![
+            &self.claim_delivery,
+            &self.claim_events,
+            &self.upsert_logins,
+            &self.upsert_statuses,
+            &self.upsert_memberships,
+            &self.upsert_deleted_group,
+            &self.void_group_memberships,
+            &self.read_users,
+            &self.read_memberships,
+            &self.record_roles,
+            &self.insert_audit,
+            &self.managed_users,
+            &self.group_members,
+        ]
+    }
+
     pub fn new(schema: &str) -> Result<Self, IdentError> {
         let t = |name: &str| qualified(schema, name);
         let (users, memberships, deleted) = (t("users")?, t("memberships")?, t("deleted_groups")?);
@@ -198,30 +274,35 @@ impl StateSql {
             ),
             claim_events: format!(
                 "INSERT INTO {} (uuid, event_type, published)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+                 SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                          pg_catalog.unnest($3::timestamptz[]))
                  ON CONFLICT DO NOTHING RETURNING uuid",
                 t("seen_events")?
             ),
             upsert_logins: format!(
                 "INSERT INTO {users} AS u (okta_id, login, login_published, login_uuid)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+                 SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                          pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::text[]))
                  ON CONFLICT (okta_id) DO UPDATE SET login = EXCLUDED.login, login_published = EXCLUDED.login_published,
-                   login_uuid = EXCLUDED.login_uuid, updated_at = now()
+                   login_uuid = EXCLUDED.login_uuid, updated_at = pg_catalog.now()
                  WHERE {}",
                 newer("u", "login_published", "login_uuid")
             ),
             upsert_statuses: format!(
                 "INSERT INTO {users} AS u (okta_id, status, status_published, status_uuid)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+                 SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                          pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::text[]))
                  ON CONFLICT (okta_id) DO UPDATE SET status = EXCLUDED.status, status_published = EXCLUDED.status_published,
-                   status_uuid = EXCLUDED.status_uuid, updated_at = now()
+                   status_uuid = EXCLUDED.status_uuid, updated_at = pg_catalog.now()
                  WHERE {}",
                 newer("u", "status_published", "status_uuid")
             ),
             upsert_memberships: format!(
                 "INSERT INTO {memberships} AS m (okta_id, group_id, group_name, member, published, uuid)
-                 SELECT x.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::timestamptz[], $6::text[])
-                   AS x(okta_id, group_id, group_name, member, published, uuid)
+                 SELECT x.* FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                            pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]),
+                                            pg_catalog.unnest($5::timestamptz[]), pg_catalog.unnest($6::text[]))
+                   AS x (okta_id, group_id, group_name, member, published, uuid)
                  WHERE NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = x.group_id
                                    AND (d.published, d.uuid COLLATE \"C\") >= (x.published, x.uuid COLLATE \"C\"))
                  ON CONFLICT (okta_id, group_id) DO UPDATE SET group_name = EXCLUDED.group_name,
@@ -248,17 +329,20 @@ impl StateSql {
                                    AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))"
             ),
             record_roles: format!(
-                "UPDATE {users} u SET role_name = x.role_name, updated_at = now()
-                 FROM unnest($1::text[], $2::text[]) AS x(okta_id, role_name)
+                "UPDATE {users} u SET role_name = x.role_name, updated_at = pg_catalog.now()
+                 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS x (okta_id, role_name)
                  WHERE u.okta_id = x.okta_id AND u.role_name IS DISTINCT FROM x.role_name"
             ),
             managed_users: format!("SELECT okta_id FROM {users} WHERE role_name IS NOT NULL"),
             group_members: format!("SELECT okta_id FROM {memberships} WHERE group_id = $1 AND member"),
             insert_audit: format!(
                 "INSERT INTO {} (delivery_id, event_uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)
-                 SELECT $1, string_to_array(x.uuids, ','), x.actor, x.okta_id, x.role_name, x.action, x.detail, x.outcome, x.duration_ms
-                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::float8[])
-                   AS x(uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)",
+                 SELECT $1, pg_catalog.string_to_array(x.uuids, ','), x.actor, x.okta_id, x.role_name, x.action, x.detail,
+                        x.outcome, x.duration_ms
+                 FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),
+                                 pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]),
+                                 pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::float8[]))
+                   AS x (uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)",
                 t("audit")?
             ),
         })
@@ -286,14 +370,14 @@ WHERE r.rolname::text = ANY($1::text[])";
 
 /// Terminate every session of the roles `$1` (waiting up to 1 s for each to end): `(role, terminated)`.
 pub const TERMINATE_SESSIONS: &str = "
-SELECT usename::text, count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
+SELECT usename::text, pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
 FROM pg_catalog.pg_stat_activity
 WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid()
 GROUP BY usename";
 
 /// Sessions left per role of `$1`: `(role, count)`, only roles that have some.
 pub const COUNT_SESSIONS: &str = "
-SELECT usename::text, count(*)::bigint FROM pg_catalog.pg_stat_activity
+SELECT usename::text, pg_catalog.count(*)::bigint FROM pg_catalog.pg_stat_activity
 WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid()
 GROUP BY usename";
 
@@ -425,6 +509,102 @@ mod tests {
         assert_eq!(okta_id_from_comment(Some("okta-rds-sync:")), None);
         assert_eq!(okta_id_from_comment(Some("managed by ldap2pg")), None);
         assert_eq!(okta_id_from_comment(None), None);
+    }
+
+    /// Words directly followed by `(` that are SQL syntax, not function calls.
+    const SYNTAX: &[&str] = &["ANY", "ARRAY", "EXISTS", "IN", "VALUES", "COALESCE"];
+
+    /// Function calls in `sql` that are not schema-qualified (a word directly followed by `(`, not preceded
+    /// by `.`). Aliases and column lists are written with a space before `(`, so they are not mistaken.
+    fn unqualified_calls(sql: &str) -> Vec<String> {
+        let bytes = sql.as_bytes();
+        let mut calls = Vec::new();
+        for (i, _) in sql.match_indices('(') {
+            let start = bytes[..i]
+                .iter()
+                .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                .map_or(0, |p| p + 1);
+            let word = &sql[start..i];
+            let qualified = start > 0 && bytes[start - 1] == b'.';
+            let is_word = word.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+            if is_word && !qualified && !SYNTAX.contains(&word.to_ascii_uppercase().as_str()) {
+                calls.push(word.to_owned());
+            }
+        }
+        calls
+    }
+
+    /// Every SQL text this module produces.
+    fn all_sql() -> Vec<String> {
+        let state = StateSql::new("okta_rds_sync").unwrap();
+        let mut all: Vec<String> = state.statements().into_iter().map(str::to_owned).collect();
+        all.extend(state_schema_ddl("okta_rds_sync").unwrap());
+        all.extend(
+            [
+                LOCK_USERS,
+                READ_ROLES,
+                TERMINATE_SESSIONS,
+                COUNT_SESSIONS,
+                MASTER_INHERITS_ROLE,
+                PRIVILEGED_ROLES,
+                EXISTING_ROLES,
+                SERVER_VERSION,
+                PING,
+                BOOTSTRAP_LOCK,
+                STATE_SCHEMA_OWNERSHIP,
+                USER_SAVEPOINT,
+                RELEASE_USER_SAVEPOINT,
+                ROLLBACK_USER_SAVEPOINT,
+            ]
+            .map(str::to_owned),
+        );
+        all.push(transaction_settings("2s", 170_000));
+        all.push(create_marker_role("m").unwrap());
+        for step in [
+            Step::Create { role: "r".into() },
+            Step::Rename {
+                from: "a".into(),
+                to: "b".into(),
+            },
+            Step::SetLogin {
+                role: "r".into(),
+                login: true,
+            },
+            Step::Grant {
+                granted: "g".into(),
+                to: "r".into(),
+            },
+            Step::Revoke {
+                granted: "g".into(),
+                from: "r".into(),
+            },
+        ] {
+            all.extend(render_step(&step, "m", "00u1").unwrap());
+        }
+        all
+    }
+
+    #[test]
+    fn every_function_call_is_schema_qualified() {
+        assert_eq!(
+            unqualified_calls("SELECT unnest($1), x.f(1), pg_catalog.count(*), ARRAY(SELECT 1) AS t (a)"),
+            vec!["unnest"]
+        );
+        for sql in all_sql() {
+            assert!(
+                unqualified_calls(&sql).is_empty(),
+                "unqualified function call {:?} in:\n{sql}",
+                unqualified_calls(&sql)
+            );
+        }
+    }
+
+    #[test]
+    fn connections_pin_search_path_and_bound_waits() {
+        let options: Vec<&str> = SESSION_OPTIONS.split_whitespace().collect();
+        assert!(options.windows(2).any(|w| w == ["-c", "search_path=pg_catalog,pg_temp"]));
+        assert!(options.iter().any(|o| o.starts_with("statement_timeout=")));
+        assert!(options.iter().any(|o| o.starts_with("idle_in_transaction_session_timeout=")));
     }
 
     #[test]

@@ -1,0 +1,260 @@
+//! okta-rds-sync against its own data plane: what an ordinary database login, an Okta admin, a holder of
+//! the hook secret or a writer to the queue could make it do with the master credentials. Each test is an
+//! attack that worked before the hardening (issue 8). Real PostgreSQL over TLS, moto, a local Okta.
+
+use jsonwebtoken::Algorithm;
+use lambda_http::http::StatusCode;
+use okta_hook::{HookApp, handle};
+use okta_rds_sync::okta_api::{OktaClient, OktaCredentials};
+use okta_rds_sync::reconcile::{ReconcileReport, fetch_listing};
+use okta_rds_sync_tests::okta::{User, body_json, delivery, event, post};
+use okta_rds_sync_tests::okta_server::OktaServer;
+use okta_rds_sync_tests::{
+    READERS_GROUP, TestEnv, WRITERS_GROUP, okta_keypair, servers, set, worker_engine,
+};
+use serde_json::Value;
+
+const ADD: &str = "group.user_membership.add";
+const REMOVE: &str = "group.user_membership.remove";
+const READERS: (&str, &str) = (READERS_GROUP, "eng-prod-access");
+const WRITERS: (&str, &str) = (WRITERS_GROUP, "eng-prod-writers");
+
+async fn send(app: &HookApp, id: &str, events: Vec<Value>) -> Value {
+    let response = handle(app, post(&delivery(id, events))).await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
+    body_json(&response)
+}
+
+/// A local Okta whose mapped groups list `members`, and a client for it.
+async fn okta_listing(members: &[(&User, &'static str)]) -> (OktaServer, OktaClient) {
+    let (private, public) = okta_keypair("ec");
+    let okta = OktaServer::start("0oaHARDEN", &public, Algorithm::ES256).await;
+    let listed: Vec<(String, String, &str)> = members
+        .iter()
+        .map(|(u, status)| (u.id.clone(), u.login.clone(), *status))
+        .collect();
+    okta.set_members(READERS_GROUP, &listed).await;
+    okta.set_members(WRITERS_GROUP, &[]).await;
+    let creds = OktaCredentials {
+        client_id: "0oaHARDEN".into(),
+        kid: "k1".into(),
+        private_key: private,
+    };
+    let client = OktaClient::new(&okta.url, &creds, "okta.groups.read").unwrap();
+    (okta, client)
+}
+
+async fn reconcile(toml: &str, client: &OktaClient, dry_run: bool) -> ReconcileReport {
+    let config =
+        okta_rds_sync::config::Config::parse(toml, std::path::Path::new("t.toml")).unwrap();
+    let listing = fetch_listing(client, &config).await.unwrap();
+    let engine = worker_engine(toml).await;
+    let mut reports = engine.reconcile(&listing, dry_run).await;
+    reports.remove(0).unwrap()
+}
+
+/// What an ordinary login with CREATE on `public` (the default before PostgreSQL 15, and on databases
+/// upgraded from 14) plants: overloads of every function the project's SQL calls, each more specific than
+/// `pg_catalog`'s polymorphic or `any` versions, plus an operator on `(name, text)`. Each records that it
+/// ran, and as whom, and tries to grant its owner a mapped role.
+fn planted(mallory: &str, role_to_steal: &str) -> String {
+    let mut sql = format!(
+        "CREATE TABLE public.pwned (who text, via text);
+         GRANT INSERT, SELECT ON public.pwned TO PUBLIC;
+         CREATE FUNCTION public.note(via text) RETURNS void LANGUAGE plpgsql AS $f$
+         BEGIN
+           INSERT INTO public.pwned VALUES (current_user, via);
+           BEGIN EXECUTE pg_catalog.format('GRANT %I TO %I', '{role_to_steal}', '{mallory}');
+           EXCEPTION WHEN others THEN NULL; END;
+         END $f$;
+         CREATE FUNCTION public.name_eq_text(a name, b text) RETURNS boolean LANGUAGE plpgsql AS $f$
+         BEGIN PERFORM public.note('=(name,text)'); RETURN a::text OPERATOR(pg_catalog.=) b; END $f$;
+         CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = text, FUNCTION = public.name_eq_text);
+         CREATE FUNCTION public.count_sfunc(s bigint, v anyelement) RETURNS bigint LANGUAGE plpgsql AS $f$
+         BEGIN PERFORM public.note('count'); RETURN s + 1; END $f$;
+         CREATE AGGREGATE public.count(text) (SFUNC = public.count_sfunc, STYPE = bigint, INITCOND = '0');
+         CREATE AGGREGATE public.count(bigint) (SFUNC = public.count_sfunc, STYPE = bigint, INITCOND = '0');
+         CREATE AGGREGATE public.count(integer) (SFUNC = public.count_sfunc, STYPE = bigint, INITCOND = '0');"
+    );
+    for t in [
+        "text",
+        "timestamptz",
+        "boolean",
+        "double precision",
+        "bigint",
+        "name",
+    ] {
+        sql.push_str(&format!(
+            "CREATE FUNCTION public.unnest(a {t}[]) RETURNS SETOF {t} LANGUAGE plpgsql AS $f$
+             BEGIN PERFORM public.note('unnest({t}[])'); RETURN QUERY SELECT * FROM pg_catalog.unnest(a); END $f$;"
+        ));
+    }
+    for (signature, returns, body) in [
+        (
+            "string_to_array(a text, b text)",
+            "text[]",
+            "pg_catalog.string_to_array(a, b)",
+        ),
+        (
+            "string_to_array(a character varying, b text)",
+            "text[]",
+            "pg_catalog.string_to_array(a, b)",
+        ),
+        ("now()", "timestamptz", "pg_catalog.now()"),
+        ("clock_timestamp()", "timestamptz", "pg_catalog.clock_timestamp()"),
+        (
+            "current_setting(a text)",
+            "text",
+            "pg_catalog.current_setting(a)",
+        ),
+        (
+            "hashtextextended(a text, b bigint)",
+            "bigint",
+            "pg_catalog.hashtextextended(a, b)",
+        ),
+        (
+            "pg_has_role(a name, b oid, c text)",
+            "boolean",
+            "pg_catalog.pg_has_role(a, b, c)",
+        ),
+        (
+            "shobj_description(a oid, b name)",
+            "text",
+            "pg_catalog.shobj_description(a, b)",
+        ),
+        ("pg_backend_pid()", "integer", "pg_catalog.pg_backend_pid()"),
+        (
+            "pg_terminate_backend(a integer, b bigint)",
+            "boolean",
+            "pg_catalog.pg_terminate_backend(a, b)",
+        ),
+        (
+            "array_to_string(a text[], b text)",
+            "text",
+            "pg_catalog.array_to_string(a, b)",
+        ),
+    ] {
+        let name = signature.split('(').next().unwrap_or(signature);
+        sql.push_str(&format!(
+            "CREATE FUNCTION public.{signature} RETURNS {returns} LANGUAGE plpgsql AS $f$
+             BEGIN PERFORM public.note('{name}'); RETURN {body}; END $f$;"
+        ));
+    }
+    sql
+}
+
+#[tokio::test]
+async fn objects_planted_in_public_never_run_as_the_master() {
+    let env = TestEnv::new().await;
+    let mallory = format!("{}_mallory", env.prefix);
+    let su = env.superuser().await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {mallory} LOGIN PASSWORD 'mallory-pw';
+         GRANT CREATE, USAGE ON SCHEMA public TO PUBLIC;"
+    ))
+    .await
+    .unwrap();
+    let m = servers()
+        .connect(&env.database, &mallory, "mallory-pw")
+        .await
+        .unwrap();
+    m.batch_execute(&planted(&mallory, &env.readwrite_role))
+        .await
+        .expect("an ordinary login can plant these");
+
+    // Deliveries of every kind, the first one bootstrapping the target.
+    let app = env.app().await;
+    let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0hijack"), &env.login(n)));
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&ann), Some(READERS), 1, "e1"),
+            event(ADD, Some(&ben), Some(READERS), 2, "e2"),
+            event(ADD, Some(&ben), Some(WRITERS), 3, "e3"),
+        ],
+    )
+    .await;
+    let session = env.open_session_as(&env.login("ben")).await;
+    send(
+        &app,
+        "d2",
+        vec![
+            event(REMOVE, Some(&ben), Some(WRITERS), 4, "e4"),
+            event("user.lifecycle.deactivate", Some(&ann), None, 5, "e5"),
+            event("group.lifecycle.delete", None, Some(WRITERS), 6, "e6"),
+        ],
+    )
+    .await;
+    assert!(session.simple_query("SELECT 1").await.is_err());
+    send(&app, "d2", vec![]).await;
+
+    // The reconcile, its dry run and its drift check.
+    let (_okta, client) = okta_listing(&[(&ann, "ACTIVE"), (&ben, "DEPROVISIONED")]).await;
+    let toml = env.config_toml();
+    reconcile(&toml, &client, true).await;
+    reconcile(&toml, &client, false).await;
+
+    let pwned = m
+        .query("SELECT who, via FROM public.pwned", &[])
+        .await
+        .unwrap();
+    let calls: Vec<(String, String)> = pwned.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(calls.is_empty(), "planted objects ran: {calls:?}");
+    let stolen = env.role(&mallory).await.unwrap();
+    assert!(!stolen.member_of.contains(&env.readwrite_role));
+    assert_eq!(
+        env.role(&env.login("ann")).await.unwrap().member_of,
+        set(&[&env.marker_role, "rds_iam", &env.readonly_role]),
+        "the reconcile still converged ann"
+    );
+}
+
+#[tokio::test]
+async fn a_state_schema_created_by_someone_else_is_refused() {
+    let env = TestEnv::new().await;
+    let mallory = format!("{}_mallory", env.prefix);
+    let su = env.superuser().await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {mallory} LOGIN PASSWORD 'mallory-pw';
+         GRANT CREATE ON DATABASE {} TO {mallory};",
+        env.database
+    ))
+    .await
+    .unwrap();
+    let m = servers()
+        .connect(&env.database, &mallory, "mallory-pw")
+        .await
+        .unwrap();
+    // Before the first run: a schema of the default name, with a table the master would write to.
+    m.batch_execute(
+        "CREATE SCHEMA okta_rds_sync; GRANT USAGE, CREATE ON SCHEMA okta_rds_sync TO PUBLIC;",
+    )
+    .await
+    .unwrap();
+    let app = env.app().await;
+    let u = User::new("00uSCHEMA01", &env.login("ann"));
+    let response = handle(
+        &app,
+        post(&delivery(
+            "d1",
+            vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+        )),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&response)["targets"][0]["error"], "failed");
+    assert!(env.role(&env.login("ann")).await.is_none());
+    let tables = m
+        .query(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'okta_rds_sync'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tables[0].get::<_, i64>(0),
+        0,
+        "nothing is created in a schema someone else owns"
+    );
+}
