@@ -134,7 +134,8 @@ pub struct TargetConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantConfig {
-    /// Okta group id (`00g…`, preferred) or exact group name.
+    /// Okta group id (`00g…`). Names are not accepted: anyone who can create or rename a group could take
+    /// a name.
     pub okta_group: String,
     pub target: String,
     pub roles: Vec<String>,
@@ -320,8 +321,16 @@ impl Config {
         }
         for (i, g) in self.grants.iter().enumerate() {
             let key = |field: &str| format!("grants[{i}].{field}");
-            if g.okta_group.trim().is_empty() {
-                return Err(invalid(key("okta_group"), "must not be empty"));
+            if !crate::okta::is_group_id(&g.okta_group) {
+                return Err(invalid(
+                    key("okta_group"),
+                    format!(
+                        "{:?} is not an Okta group id (00g…). Groups are mapped by id only: a group's name can \
+                         be taken by anyone who can create or rename a group. The id is in the group's Admin \
+                         Console URL (/admin/group/00g…), or: GET /api/v1/groups?search=profile.name eq \"<name>\"",
+                        g.okta_group
+                    ),
+                ));
             }
             let Some(target) = self.targets.iter().find(|t| t.name == g.target) else {
                 return Err(invalid(
@@ -468,6 +477,14 @@ roles = ["app_readonly"]
             (
                 MINIMAL.replace("[hook]", "[hook]\nheader = \"bad header\""),
                 "hook.header",
+            ),
+            (
+                MINIMAL.replace("00g1abcdEFGHijkl0h8", "eng-prod-access"),
+                "grants[0].okta_group",
+            ),
+            (
+                MINIMAL.replace("00g1abcdEFGHijkl0h8", "00u1abcdEFGHijkl0h8"),
+                "grants[0].okta_group",
             ),
             (
                 MINIMAL.replace("[hook]", "[hook]\nbudget_ms = 5000"),

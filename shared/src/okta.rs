@@ -190,6 +190,12 @@ pub fn is_okta_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// An Okta group id (`00g…`). Groups are mapped by id only: a group's name can be taken by anyone who can
+/// create or rename a group (or a directory Okta imports from).
+pub fn is_group_id(id: &str) -> bool {
+    id.starts_with("00g") && is_okta_id(id)
+}
+
 /// Parse a delivery body.
 pub fn parse_delivery(body: &[u8]) -> Result<Delivery, EnvelopeError> {
     let raw: RawEnvelope = match serde_json::from_slice::<Value>(body) {

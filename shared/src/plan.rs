@@ -18,7 +18,7 @@ use crate::okta::GroupRef;
 /// Which Okta groups grant which roles on one target.
 #[derive(Debug, Clone)]
 pub struct Mapping {
-    /// `(okta_group id or exact name, roles)`.
+    /// `(Okta group id, roles)`. Only ids are matched, never a group's display name.
     grants: Vec<(String, Vec<String>)>,
     /// The role that turns on IAM authentication (`rds_iam`).
     pub iam_role: String,
@@ -53,20 +53,14 @@ impl Mapping {
     }
 
     pub fn group_is_mapped(&self, group: &GroupRef) -> bool {
-        self.grants
-            .iter()
-            .any(|(key, _)| *key == group.id || *key == group.name)
+        self.grants.iter().any(|(id, _)| *id == group.id)
     }
 
     /// Roles granted by membership in these groups.
     pub fn roles_for(&self, groups: &[GroupRef]) -> BTreeSet<String> {
         groups
             .iter()
-            .flat_map(|g| {
-                self.grants
-                    .iter()
-                    .filter(move |(key, _)| *key == g.id || *key == g.name)
-            })
+            .flat_map(|g| self.grants.iter().filter(move |(id, _)| *id == g.id))
             .flat_map(|(_, roles)| roles.iter().cloned())
             .collect()
     }
@@ -368,7 +362,7 @@ mod tests {
         Mapping::from_parts(
             vec![
                 ("00gREAD".into(), vec!["app_ro".into()]),
-                ("eng-writers".into(), vec!["app_rw".into(), "app_ro".into()]),
+                ("00gWRITE".into(), vec!["app_rw".into(), "app_ro".into()]),
             ],
             "rds_iam",
             Naming {
@@ -453,16 +447,17 @@ mod tests {
     }
 
     #[test]
-    fn groups_match_by_id_or_exact_name_and_union_their_roles() {
+    fn groups_match_by_id_only_and_union_their_roles() {
         let f = facts(
             Some(UserStatus::Active),
-            vec![group("00gREAD", "x"), group("00gOTHER", "eng-writers")],
+            vec![group("00gREAD", "x"), group("00gWRITE", "writers")],
         );
         let p = plan_user(&f, ActualRoles::default(), &mapping());
         assert!(p.steps.contains(&grant("app_rw")) && p.steps.contains(&grant("app_ro")));
-        let unmapped = facts(None, vec![group("00gNOPE", "Eng-Writers")]);
+        // A group named like a mapped group's id is not that group.
+        let impostor = facts(None, vec![group("00gEVIL", "00gWRITE")]);
         assert_eq!(
-            plan_user(&unmapped, ActualRoles::default(), &mapping()),
+            plan_user(&impostor, ActualRoles::default(), &mapping()),
             UserPlan {
                 okta_id: ID.into(),
                 ..UserPlan::default()

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::okta::is_okta_id;
 use crate::okta_api::{OktaClient, OktaError, OktaUser};
 use crate::plan::UserPlan;
 
@@ -20,27 +19,23 @@ pub struct Listing {
     /// Stamps the facts (with `listed_at`) and names the run in the audit trail.
     pub run_id: String,
     pub groups: Vec<(String, Vec<OktaUser>)>,
-    /// Grants that name a group instead of its id: not listed (the reconcile needs ids).
-    pub skipped_grants: Vec<String>,
 }
 
 /// The mapped group ids of the whole config (each listed once).
-pub fn mapped_group_ids(config: &Config) -> (Vec<String>, Vec<String>) {
-    let (mut ids, mut names) = (Vec::new(), Vec::new());
+pub fn mapped_group_ids(config: &Config) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
     for g in &config.grants {
-        let looks_like_id = g.okta_group.starts_with("00g") && is_okta_id(&g.okta_group);
-        let list = if looks_like_id { &mut ids } else { &mut names };
-        if !list.contains(&g.okta_group) {
-            list.push(g.okta_group.clone());
+        if !ids.contains(&g.okta_group) {
+            ids.push(g.okta_group.clone());
         }
     }
-    (ids, names)
+    ids
 }
 
 /// List the members of every mapped group.
 pub async fn fetch_listing(client: &OktaClient, config: &Config) -> Result<Listing, OktaError> {
     let listed_at = Utc::now();
-    let (ids, skipped_grants) = mapped_group_ids(config);
+    let ids = mapped_group_ids(config);
     let mut groups = Vec::with_capacity(ids.len());
     for id in ids {
         let members = client.group_members(&id).await?;
@@ -50,7 +45,6 @@ pub async fn fetch_listing(client: &OktaClient, config: &Config) -> Result<Listi
         listed_at,
         run_id: format!("reconcile-{}", listed_at.format("%Y%m%dT%H%M%S%.6fZ")),
         groups,
-        skipped_grants,
     })
 }
 

@@ -509,7 +509,7 @@ target = "main"
 roles = ["{ro}"]
 
 [[grants]]
-okta_group = "eng-prod-writers"
+okta_group = "{WRITERS_GROUP}"
 target = "main"
 roles = ["{rw}"]
 "#,

@@ -101,7 +101,11 @@ fn planted(mallory: &str, role_to_steal: &str) -> String {
             "pg_catalog.string_to_array(a, b)",
         ),
         ("now()", "timestamptz", "pg_catalog.now()"),
-        ("clock_timestamp()", "timestamptz", "pg_catalog.clock_timestamp()"),
+        (
+            "clock_timestamp()",
+            "timestamptz",
+            "pg_catalog.clock_timestamp()",
+        ),
         (
             "current_setting(a text)",
             "text",
@@ -256,5 +260,73 @@ async fn a_state_schema_created_by_someone_else_is_refused() {
         tables[0].get::<_, i64>(0),
         0,
         "nothing is created in a schema someone else owns"
+    );
+}
+
+#[tokio::test]
+async fn a_group_named_like_a_mapped_group_id_grants_nothing() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uIMPOSTOR1", &env.login("mallory"));
+    // Anyone who can create or rename a group in Okta (or in a directory Okta imports) picks the name.
+    let impostor = ("00gEVILgroup0h8", WRITERS_GROUP);
+    let s = send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(impostor), 1, "e1")],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["changes"], 0, "{s}");
+    assert!(env.role(&env.login("mallory")).await.is_none());
+}
+
+#[test]
+fn grants_by_group_name_are_a_configuration_error() {
+    let text = "[hook]\nsecret_arn = \"a\"\n[[targets]]\nname = \"t\"\nengine = \"postgres\"\nhost = \"h\"\n\
+                database = \"d\"\nsecret_arn = \"s\"\n[[grants]]\nokta_group = \"eng-prod-writers\"\n\
+                target = \"t\"\nroles = [\"r\"]\n";
+    let err = okta_rds_sync::config::Config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("grants[0].okta_group"), "{err}");
+}
+
+#[tokio::test]
+async fn leaving_a_group_that_is_no_longer_mapped_is_remembered_when_it_is_mapped_again() {
+    let env = TestEnv::new().await;
+    let both = env.app().await;
+    let u = User::new("00uREMAP0001", &env.login("ann"));
+    send(
+        &both,
+        "d1",
+        vec![
+            event(ADD, Some(&u), Some(READERS), 1, "e1"),
+            event(ADD, Some(&u), Some(WRITERS), 2, "e2"),
+        ],
+    )
+    .await;
+    // The writers mapping is removed from the config for a while; ann leaves writers meanwhile.
+    let readers_only = env.config_toml().replace(
+        &format!("[[grants]]\nokta_group = \"{WRITERS_GROUP}\""),
+        "[[grants]]\nokta_group = \"00gUNUSEDgrp0h8\"",
+    );
+    let without_writers = env.app_from(&readers_only).await;
+    send(
+        &without_writers,
+        "d2",
+        vec![event(REMOVE, Some(&u), Some(WRITERS), 3, "e3")],
+    )
+    .await;
+    // Writers is mapped again: any news about ann converges her without the stale membership.
+    send(
+        &both,
+        "d3",
+        vec![event("user.lifecycle.unsuspend", Some(&u), None, 4, "e4")],
+    )
+    .await;
+    let role = env.role(&env.login("ann")).await.unwrap();
+    assert_eq!(
+        role.member_of,
+        set(&[&env.marker_role, "rds_iam", &env.readonly_role])
     );
 }

@@ -79,9 +79,6 @@ impl ReconcileApp {
         let listing = fetch_listing(&self.okta, &self.config)
             .await
             .map_err(|e| e.to_string())?;
-        for name in &listing.skipped_grants {
-            tracing::warn!(okta_group = %name, "grant names a group, not its id: not reconciled");
-        }
         let reports = self.engine.reconcile(&listing, dry_run).await;
         let drift = reports.iter().any(|r| r.as_ref().is_ok_and(|r| r.drift()));
         let failed: Vec<String> = reports
@@ -93,7 +90,6 @@ impl ReconcileApp {
             "listed_at": listing.listed_at,
             "run_id": listing.run_id,
             "groups": listing.groups.iter().map(|(id, m)| json!({ "id": id, "members": m.len() })).collect::<Vec<_>>(),
-            "skipped_grants": listing.skipped_grants,
             "drift": drift,
             "targets": reports.iter().map(|r| match r {
                 Ok(report) => json!(report),

@@ -185,9 +185,14 @@ impl PgTarget {
             .map_err(pg("lock users"))?;
 
         let mut news_by_group: Vec<String> = Vec::new();
+        // Joining a group that is not mapped is not news; leaving any group, or its deletion, always is
+        // (the group may have been mapped before: its stored memberships must follow).
         let batch = FactBatch::reduce(fresh.iter().flat_map(|e| facts_of(e)).filter(|f| match f {
-            crate::journal::Fact::Membership { group, .. }
-            | crate::journal::Fact::GroupDeleted { group, .. } => mapping.group_is_mapped(group),
+            Fact::Membership {
+                group,
+                member: true,
+                ..
+            } => mapping.group_is_mapped(group),
             _ => true,
         }));
         for (group, stamp) in &batch.deleted_groups {
@@ -218,7 +223,7 @@ impl PgTarget {
             }
             news_by_group.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
-        write_facts(&tx, state, &batch).await?;
+        write_facts(&tx, state, mapping, &batch).await?;
         let with_news: HashSet<&str> = with_news
             .into_iter()
             .chain(news_by_group.iter().map(String::as_str))
@@ -347,6 +352,7 @@ impl PgTarget {
             write_facts(
                 &tx,
                 state,
+                mapping,
                 &FactBatch::reduce(batch.iter().flat_map(|(_, f)| f.iter().cloned())),
             )
             .await?;
@@ -550,9 +556,9 @@ impl Settings {
         let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
         let ddl = sql::state_schema_ddl(&self.cfg.state_schema)
             .map_err(|e| SyncError::Permanent(e.to_string()))?;
-        let (create_schema, tables) = ddl.split_first().ok_or_else(|| {
-            SyncError::Permanent("state schema DDL is empty".into())
-        })?;
+        let (create_schema, tables) = ddl
+            .split_first()
+            .ok_or_else(|| SyncError::Permanent("state schema DDL is empty".into()))?;
         let script = format!("BEGIN; {}; {create_schema}", sql::BOOTSTRAP_LOCK);
         let result = async {
             client.batch_execute(&script).await.map_err(pg("create state schema"))?;
@@ -606,9 +612,12 @@ async fn begin<'c>(
         .transaction()
         .await
         .map_err(|e| classify_pg("begin", &e))?;
-    tx.batch_execute(&sql::transaction_settings(statement_timeout, server_version))
-        .await
-        .map_err(|e| classify_pg("session settings", &e))?;
+    tx.batch_execute(&sql::transaction_settings(
+        statement_timeout,
+        server_version,
+    ))
+    .await
+    .map_err(|e| classify_pg("session settings", &e))?;
     Ok(tx)
 }
 
@@ -889,6 +898,7 @@ type FactColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>, Vec<&'a 
 async fn write_facts(
     tx: &Transaction<'_>,
     state: &sql::StateSql,
+    mapping: &Mapping,
     batch: &FactBatch,
 ) -> Result<(), SyncError> {
     let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
@@ -922,9 +932,10 @@ async fn write_facts(
         let member: Vec<bool> = m.iter().map(|x| x.2).collect();
         let published: Vec<DateTime<Utc>> = m.iter().map(|x| x.3.published).collect();
         let uuids: Vec<&str> = m.iter().map(|x| x.3.uuid.as_str()).collect();
+        let mapped: Vec<bool> = m.iter().map(|x| mapping.group_is_mapped(&x.1)).collect();
         tx.execute(
             &state.upsert_memberships,
-            &[&users, &gids, &gnames, &member, &published, &uuids],
+            &[&users, &gids, &gnames, &member, &published, &uuids, &mapped],
         )
         .await
         .map_err(pg("record memberships"))?;
@@ -1049,8 +1060,8 @@ async fn run_steps(
                 return Err(err);
             }
             tx.batch_execute(sql::ROLLBACK_USER_SAVEPOINT)
-            .await
-            .map_err(|e| classify_pg("rollback to savepoint", &e))?;
+                .await
+                .map_err(|e| classify_pg("rollback to savepoint", &e))?;
             Ok(Err(err.to_string()))
         }
     }

@@ -28,8 +28,7 @@ pub const SERVER_VERSION: &str = "SELECT pg_catalog.current_setting('server_vers
 pub const PING: &str = "SELECT 1";
 
 /// Serialize bootstraps of the state schema (several cold starts at once).
-pub const BOOTSTRAP_LOCK: &str =
-    "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:bootstrap', 0))";
+pub const BOOTSTRAP_LOCK: &str = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:bootstrap', 0))";
 
 /// Who owns the state schema `$1`, and which of its objects someone else owns. A schema or table that an
 /// ordinary login created (before the first run, or by a grant) could be used to run code as the master.
@@ -216,7 +215,9 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
 
 /// Statements with bind parameters, qualified with the state schema. Fact writes take arrays (`unnest`) so
 /// a delivery of any size costs a fixed number of round trips; facts only move forward: a row is replaced
-/// only by a fact with a newer `(published, uuid)` stamp.
+/// only by a fact with a newer `(published, uuid)` stamp. Membership facts of groups that are not mapped
+/// (`$7` false) only update rows that exist: a group mapped once and unmapped since must not keep stale
+/// memberships for the day it is mapped again.
 #[derive(Debug, Clone)]
 pub struct StateSql {
     pub claim_delivery: String,
@@ -299,12 +300,16 @@ impl StateSql {
             ),
             upsert_memberships: format!(
                 "INSERT INTO {memberships} AS m (okta_id, group_id, group_name, member, published, uuid)
-                 SELECT x.* FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                                            pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]),
-                                            pg_catalog.unnest($5::timestamptz[]), pg_catalog.unnest($6::text[]))
-                   AS x (okta_id, group_id, group_name, member, published, uuid)
+                 SELECT x.okta_id, x.group_id, x.group_name, x.member, x.published, x.uuid
+                 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                 pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]),
+                                 pg_catalog.unnest($5::timestamptz[]), pg_catalog.unnest($6::text[]),
+                                 pg_catalog.unnest($7::bool[]))
+                   AS x (okta_id, group_id, group_name, member, published, uuid, mapped)
                  WHERE NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = x.group_id
                                    AND (d.published, d.uuid COLLATE \"C\") >= (x.published, x.uuid COLLATE \"C\"))
+                   AND (x.mapped OR EXISTS (SELECT 1 FROM {memberships} e
+                                            WHERE e.okta_id = x.okta_id AND e.group_id = x.group_id))
                  ON CONFLICT (okta_id, group_id) DO UPDATE SET group_name = EXCLUDED.group_name,
                    member = EXCLUDED.member, published = EXCLUDED.published, uuid = EXCLUDED.uuid
                  WHERE {}",
@@ -587,7 +592,9 @@ mod tests {
     #[test]
     fn every_function_call_is_schema_qualified() {
         assert_eq!(
-            unqualified_calls("SELECT unnest($1), x.f(1), pg_catalog.count(*), ARRAY(SELECT 1) AS t (a)"),
+            unqualified_calls(
+                "SELECT unnest($1), x.f(1), pg_catalog.count(*), ARRAY(SELECT 1) AS t (a)"
+            ),
             vec!["unnest"]
         );
         for sql in all_sql() {
@@ -602,9 +609,17 @@ mod tests {
     #[test]
     fn connections_pin_search_path_and_bound_waits() {
         let options: Vec<&str> = SESSION_OPTIONS.split_whitespace().collect();
-        assert!(options.windows(2).any(|w| w == ["-c", "search_path=pg_catalog,pg_temp"]));
+        assert!(
+            options
+                .windows(2)
+                .any(|w| w == ["-c", "search_path=pg_catalog,pg_temp"])
+        );
         assert!(options.iter().any(|o| o.starts_with("statement_timeout=")));
-        assert!(options.iter().any(|o| o.starts_with("idle_in_transaction_session_timeout=")));
+        assert!(
+            options
+                .iter()
+                .any(|o| o.starts_with("idle_in_transaction_session_timeout="))
+        );
     }
 
     #[test]

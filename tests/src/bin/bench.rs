@@ -84,13 +84,11 @@ async fn reconcile_bench(env: &TestEnv) -> Result<(), Box<dyn std::error::Error>
         okta.set_members(id, &range.map(user).collect::<Vec<_>>())
             .await;
     }
-    let toml = env.config_toml().replace(
-        "okta_group = \"eng-prod-writers\"",
-        &format!("okta_group = \"{}\"", okta_rds_sync_tests::WRITERS_GROUP),
-    ) + &format!(
-        "\n[[grants]]\nokta_group = \"00gOPSopsOPS0h8\"\ntarget = \"main\"\nroles = [\"{}\"]\n",
-        env.readonly_role
-    );
+    let toml = env.config_toml()
+        + &format!(
+            "\n[[grants]]\nokta_group = \"00gOPSopsOPS0h8\"\ntarget = \"main\"\nroles = [\"{}\"]\n",
+            env.readonly_role
+        );
     let config = okta_rds_sync::config::Config::parse(&toml, Path::new("bench.toml"))?;
     let creds = OktaCredentials {
         client_id: "0oaBENCH".into(),
