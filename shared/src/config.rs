@@ -50,6 +50,10 @@ pub struct HookConfig {
     /// up after 3 s, and queueing needs time too.
     #[serde(default = "default_budget_ms")]
     pub budget_ms: u64,
+    /// How far an event's `published` time may be ahead of the receipt time. Later stamps are refused:
+    /// facts are ordered by it, so a stamp in the future would outlive every real event.
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +160,9 @@ fn default_secret_ttl() -> u64 {
 fn default_budget_ms() -> u64 {
     1500
 }
+fn default_max_clock_skew() -> u64 {
+    120
+}
 fn yes() -> bool {
     true
 }
@@ -244,6 +251,12 @@ impl Config {
             return Err(invalid(
                 "hook.budget_ms",
                 "must be between 100 and 2900 (Okta waits 3 s)",
+            ));
+        }
+        if hook.max_clock_skew_seconds > 3600 {
+            return Err(invalid(
+                "hook.max_clock_skew_seconds",
+                "must be at most 3600 (an event stamped later than that is a forgery or a broken clock)",
             ));
         }
         if let Some(url) = &self.okta.org_url {
@@ -419,6 +432,7 @@ roles = ["app_readonly"]
         let c = parse(MINIMAL).expect("valid");
         assert_eq!(c.hook.header, "authorization");
         assert_eq!(c.hook.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.hook.max_clock_skew_seconds, 120);
         assert!(c.okta.lowercase);
         assert_eq!(c.okta.username, UsernameSource::Login);
         let t = &c.targets[0];
@@ -489,6 +503,10 @@ roles = ["app_readonly"]
             (
                 MINIMAL.replace("[hook]", "[hook]\nbudget_ms = 5000"),
                 "hook.budget_ms",
+            ),
+            (
+                MINIMAL.replace("[hook]", "[hook]\nmax_clock_skew_seconds = 86400"),
+                "hook.max_clock_skew_seconds",
             ),
             (
                 format!("[okta]\norg_url = \"http://acme.okta.com\"\n{MINIMAL}"),

@@ -7,6 +7,7 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::db::{Received, Target, TargetSummary};
 use crate::error::SyncError;
+use crate::journal::refuse_future;
 use crate::okta::Delivery;
 use crate::secrets::Secrets;
 
@@ -15,12 +16,15 @@ pub struct Engine {
     secrets: Secrets,
     targets: Vec<Mutex<Target>>,
     budget: Duration,
+    max_clock_skew: Duration,
 }
 
 /// What happened on each target.
 #[derive(Debug)]
 pub struct DeliveryReport {
     pub targets: Vec<(String, Result<TargetSummary, SyncError>)>,
+    /// Events refused (and audited) for a `published` time later than receipt plus the clock skew.
+    pub refused_events: usize,
 }
 
 impl DeliveryReport {
@@ -61,6 +65,7 @@ impl Engine {
             secrets,
             targets,
             budget,
+            max_clock_skew: Duration::from_secs(config.hook.max_clock_skew_seconds),
         })
     }
 
@@ -89,13 +94,23 @@ impl Engine {
     /// Apply a verified delivery to every target, all within the time budget.
     pub async fn apply(&self, delivery: &Delivery, received: &Received) -> DeliveryReport {
         let deadline = tokio::time::Instant::now() + self.budget;
+        let (events, refused) = refuse_future(&delivery.events, received.wall, self.max_clock_skew);
+        for e in &refused {
+            tracing::error!(
+                delivery_id = %received.delivery_id,
+                event_uuid = %e.uuid,
+                published = %e.published.to_rfc3339(),
+                received = %received.wall.to_rfc3339(),
+                "event stamped later than receipt plus the allowed clock skew: refused (forged, or a broken clock)"
+            );
+        }
         let mut targets = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
             let mut target = target.lock().await;
             let name = target.name().to_owned();
             let result = tokio::time::timeout_at(
                 deadline,
-                target.apply(&self.secrets, received, &delivery.events),
+                target.apply(&self.secrets, received, &events, &refused),
             )
             .await
             .unwrap_or_else(|_| {
@@ -108,6 +123,9 @@ impl Engine {
             }
             targets.push((name, result));
         }
-        DeliveryReport { targets }
+        DeliveryReport {
+            targets,
+            refused_events: refused.len(),
+        }
     }
 }

@@ -97,6 +97,18 @@ pub fn status_from_okta(status: &str) -> UserStatus {
     }
 }
 
+/// Split events into those to record and those stamped later than `received` plus `skew`. Facts are ordered
+/// by `published`, so an event stamped in the future (forged, or from a broken clock) would outlive every
+/// real event after it: it is refused, never stored.
+pub fn refuse_future(
+    events: &[OktaEvent],
+    received: DateTime<Utc>,
+    skew: std::time::Duration,
+) -> (Vec<OktaEvent>, Vec<OktaEvent>) {
+    let limit = received + chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
+    events.iter().cloned().partition(|e| e.published <= limit)
+}
+
 /// The facts one event establishes.
 pub fn facts_of(event: &OktaEvent) -> Vec<Fact> {
     let stamp = Stamp {
@@ -279,6 +291,26 @@ mod tests {
             facts_of(&ev(GroupDelete, true)).as_slice(),
             [Fact::GroupDeleted { .. }]
         ));
+    }
+
+    #[test]
+    fn events_stamped_after_receipt_plus_skew_are_refused() {
+        let received: DateTime<Utc> = "2026-03-02T14:05:10.903Z".parse().unwrap();
+        let at = |t: &str| OktaEvent {
+            published: t.parse().unwrap(),
+            ..ev(EventKind::Activate, false)
+        };
+        let events = vec![
+            at("2026-03-02T14:00:00Z"),
+            at("2026-03-02T14:07:10.903Z"),
+            at("2026-03-02T14:07:10.904Z"),
+            at("2999-01-01T00:00:00Z"),
+        ];
+        let (kept, refused) = refuse_future(&events, received, std::time::Duration::from_secs(120));
+        assert_eq!(kept, events[..2]);
+        assert_eq!(refused, events[2..]);
+        let (kept, _) = refuse_future(&events, received, std::time::Duration::ZERO);
+        assert_eq!(kept, events[..1]);
     }
 
     #[test]

@@ -330,3 +330,84 @@ async fn leaving_a_group_that_is_no_longer_mapped_is_remembered_when_it_is_mappe
         set(&[&env.marker_role, "rds_iam", &env.readonly_role])
     );
 }
+
+/// An event stamped at `published` (RFC 3339).
+fn stamped(mut e: Value, published: &str) -> Value {
+    e["published"] = Value::String(published.into());
+    e
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[tokio::test]
+async fn forged_future_events_cannot_outlive_a_later_deactivation() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uFORGED001", &env.login("ann"));
+    // Whoever holds the hook secret sends "ann joins readers, ann is activated", stamped in the year 2999.
+    let forged = send(
+        &app,
+        "forged",
+        vec![
+            stamped(
+                event(ADD, Some(&u), Some(READERS), 0, "f1"),
+                "2999-01-01T00:00:00.000Z",
+            ),
+            stamped(
+                event("user.lifecycle.activate", Some(&u), None, 0, "f2"),
+                "2999-01-01T00:00:00.000Z",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(forged["refused_events"], 2, "{forged}");
+    assert!(env.role(&env.login("ann")).await.is_none());
+    let refusals: Vec<_> = env
+        .audit()
+        .await
+        .into_iter()
+        .filter(|a| a.action == "refuse_event")
+        .collect();
+    assert_eq!(refusals.len(), 2);
+    assert!(refusals.iter().all(|a| a.outcome == "refused"));
+
+    // Real events: ann joins (a minute ago), then is deactivated (now). She must end without access.
+    let now = chrono::Utc::now();
+    send(
+        &app,
+        "real-1",
+        vec![stamped(
+            event(ADD, Some(&u), Some(READERS), 0, "r1"),
+            &rfc3339(now - chrono::Duration::seconds(60)),
+        )],
+    )
+    .await;
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+    send(
+        &app,
+        "real-2",
+        vec![stamped(
+            event("user.lifecycle.deactivate", Some(&u), None, 0, "r2"),
+            &rfc3339(now),
+        )],
+    )
+    .await;
+    let role = env.role(&env.login("ann")).await.unwrap();
+    assert!(!role.can_login, "a forged future event kept ann's access");
+    assert_eq!(role.member_of, set(&[&env.marker_role]));
+
+    // Within the allowed skew (default 120 s) an event is accepted.
+    let soon = send(
+        &app,
+        "skew",
+        vec![stamped(
+            event("user.lifecycle.activate", Some(&u), None, 0, "s1"),
+            &rfc3339(chrono::Utc::now() + chrono::Duration::seconds(30)),
+        )],
+    )
+    .await;
+    assert_eq!(soon["refused_events"], 0, "{soon}");
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+}

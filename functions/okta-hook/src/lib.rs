@@ -175,6 +175,7 @@ async fn route(app: &HookApp, request: Request, started: Instant) -> Response<Bo
     let received = Received {
         delivery_id: delivery.event_id.clone(),
         at: started,
+        wall: received_at,
     };
     let report = app.engine.apply(&delivery, &received).await;
     let targets: Vec<serde_json::Value> = report
@@ -197,6 +198,7 @@ async fn route(app: &HookApp, request: Request, started: Instant) -> Response<Bo
             "delivery": delivery.event_id,
             "events": delivery.events.len(),
             "ignored": delivery.ignored.len(),
+            "refused_events": report.refused_events,
             "queued": queued,
             "targets": targets,
         }),

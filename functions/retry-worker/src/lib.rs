@@ -42,6 +42,7 @@ pub async fn handle_message(engine: &Engine, body: &str) -> Disposition {
     let received = Received {
         delivery_id: queued.delivery_id.clone(),
         at: queued.received_instant(),
+        wall: queued.received_at,
     };
     let report = engine.apply(&delivery, &received).await;
     if report.all_applied() {

@@ -49,9 +49,10 @@ impl Target {
         secrets: &Secrets,
         received: &Received,
         events: &[OktaEvent],
+        refused: &[OktaEvent],
     ) -> Result<TargetSummary, SyncError> {
         match self {
-            Target::Postgres(t) => t.apply(secrets, received, events).await,
+            Target::Postgres(t) => t.apply(secrets, received, events, refused).await,
         }
     }
 }

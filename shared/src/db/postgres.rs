@@ -28,11 +28,13 @@ use crate::sql::postgres as sql;
 /// table is sized `max_locks_per_transaction` (64) x connections, small on small RDS instances.
 pub const RECONCILE_BATCH: usize = 500;
 
-/// How a delivery reached us: its id and when it was received (offboarding durations count from here).
+/// How a delivery reached us: its id and when it was received (offboarding durations count from `at`;
+/// `wall` bounds the `published` time of its events).
 #[derive(Debug, Clone)]
 pub struct Received {
     pub delivery_id: String,
     pub at: Instant,
+    pub wall: DateTime<Utc>,
 }
 
 /// What one delivery did on one target.
@@ -129,11 +131,13 @@ impl PgTarget {
     }
 
     /// Apply the events of one delivery.
+    /// Apply the events of one delivery; `refused` are its events stamped in the future, audited only.
     pub async fn apply(
         &mut self,
         secrets: &Secrets,
         received: &Received,
         events: &[OktaEvent],
+        refused: &[OktaEvent],
     ) -> Result<TargetSummary, SyncError> {
         let settings = &self.settings;
         let (name, mapping, state) = (&settings.cfg.name, &settings.mapping, &settings.state);
@@ -155,6 +159,11 @@ impl PgTarget {
             .map_err(pg("claim delivery"))?
             .is_none();
         summary.duplicate_delivery = duplicate;
+        let refusals: Vec<AuditEntry> = refused
+            .iter()
+            .map(|e| future_event_audit(name, received, e))
+            .collect();
+        insert_audit(&tx, state, &received.delivery_id, &refusals).await?;
         let new_uuids = if duplicate {
             HashSet::new()
         } else {
@@ -335,6 +344,7 @@ impl PgTarget {
         let received = Received {
             delivery_id: listing.run_id.clone(),
             at: started,
+            wall: listing.listed_at,
         };
         let ctx = settings.ctx(&received);
         let mut report = ReconcileReport {
@@ -860,6 +870,27 @@ async fn kill_sessions(
         }
     }
     killed.map(|_| ())
+}
+
+/// The audit record of an event refused for a `published` time later than receipt plus the clock skew.
+fn future_event_audit(target: &str, received: &Received, event: &OktaEvent) -> AuditEntry {
+    AuditEntry {
+        target: target.to_owned(),
+        delivery_id: received.delivery_id.clone(),
+        event_uuids: vec![event.uuid.clone()],
+        actor: event.actor.clone(),
+        okta_id: event.user.as_ref().map(|u| u.id.clone()),
+        role: None,
+        action: "refuse_event".into(),
+        detail: Some(format!(
+            "{} published {} but received {}: later than the allowed clock skew; not recorded",
+            event.kind.as_str(),
+            event.published.to_rfc3339(),
+            received.wall.to_rfc3339()
+        )),
+        outcome: Outcome::Refused,
+        duration_ms: ms(received.at.elapsed()),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
