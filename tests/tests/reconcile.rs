@@ -164,8 +164,8 @@ async fn a_drifted_database_is_brought_to_okta_s_state() {
     );
     assert!(!again.drift());
 
-    // A hook event newer than the next listing (ann leaves writers 90 s from now, within the allowed clock skew) is not undone by a
-    // reconcile whose listing, made before Okta reflects it, still shows her there.
+    // A hook event newer than the next listing (ann leaves writers 90 s from now, within the allowed clock
+    // skew) is not undone by a reconcile whose listing, made before Okta reflects it, still shows her there.
     let later = seconds_until_now_plus(90);
     let leave = event(
         "group.user_membership.remove",
