@@ -37,23 +37,41 @@ pub struct AuditEntry {
     pub duration_ms: f64,
 }
 
+/// Audit action of a user who is not entitled in Okta but keeps access (a refusal or a failed change).
+pub const ACCESS_LEFT: &str = "access_left";
+
 impl AuditEntry {
-    /// Write the JSON log line.
+    /// Whether this record must raise the alarm (an ERROR line): a change failed, or a user who is not
+    /// entitled keeps access.
+    pub fn alarms(&self) -> bool {
+        self.outcome == Outcome::Failed || self.action == ACCESS_LEFT
+    }
+
+    /// Write the JSON log line: INFO, or ERROR when it [alarms](Self::alarms).
     pub fn log(&self) {
         let uuids = self.event_uuids.join(",");
-        tracing::info!(
-            target: "audit",
-            db_target = %self.target,
-            delivery_id = %self.delivery_id,
-            event_uuids = %uuids,
-            actor = %self.actor,
-            okta_user = self.okta_id.as_deref().unwrap_or(""),
-            role = self.role.as_deref().unwrap_or(""),
-            action = %self.action,
-            detail = self.detail.as_deref().unwrap_or(""),
-            outcome = self.outcome.as_str(),
-            duration_ms = self.duration_ms,
-            "audit"
-        );
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "audit",
+                    db_target = %self.target,
+                    delivery_id = %self.delivery_id,
+                    event_uuids = %uuids,
+                    actor = %self.actor,
+                    okta_user = self.okta_id.as_deref().unwrap_or(""),
+                    role = self.role.as_deref().unwrap_or(""),
+                    action = %self.action,
+                    detail = self.detail.as_deref().unwrap_or(""),
+                    outcome = self.outcome.as_str(),
+                    duration_ms = self.duration_ms,
+                    "audit"
+                )
+            };
+        }
+        if self.alarms() {
+            line!(error);
+        } else {
+            line!(info);
+        }
     }
 }

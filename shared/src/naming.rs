@@ -34,11 +34,25 @@ pub enum NameRejected {
     TooLong(usize),
     #[error("the login contains a control character")]
     ControlCharacter,
-    #[error("role names starting with \"pg_\" are reserved by PostgreSQL")]
-    ReservedPrefix,
+    #[error(
+        "the login contains an invisible or formatting character (U+{0:04X}: zero-width, bidi control, a \
+         non-ASCII space, or a space at either end)"
+    )]
+    InvisibleCharacter(u32),
+    #[error("the login is not in Unicode normalization form C (NFC)")]
+    NotNormalized,
+    #[error("role names starting with {0:?} are reserved by PostgreSQL and RDS")]
+    ReservedPrefix(&'static str),
     #[error("{0:?} is a reserved role name")]
     Reserved(String),
+    #[error(
+        "{0:?} is a protected role (the master user, okta-rds-sync's own roles, a mapped or protected role)"
+    )]
+    Protected(String),
 }
+
+/// Prefixes PostgreSQL (`pg_`) and RDS (`rds_`) reserve for their own roles.
+const RESERVED_PREFIXES: &[&str] = &["pg_", "rds_"];
 
 /// Names PostgreSQL or RDS reserve, which a login must never map onto.
 const RESERVED: &[&str] = &[
@@ -47,17 +61,33 @@ const RESERVED: &[&str] = &[
     "current_user",
     "session_user",
     "current_role",
-    "rds_superuser",
+    "postgres",
     "rdsadmin",
     "rdsrepladmin",
-    "rds_replication",
-    "rds_password",
-    "rds_iam",
     "rdstopmgr",
-    "postgres",
+    "rdsproxyadmin",
 ];
 
+/// Characters a role name must not contain because they are invisible or change how text is displayed:
+/// Unicode format characters (Cf: zero-width space and joiners, bidi overrides and isolates, the BOM, soft
+/// hyphen) and separators (Zs, Zl, Zp) other than the plain ASCII space (no-break, thin, ideographic …
+/// spaces). Two logins that look identical must not be two different roles, and a name must read the
+/// same in `\du`, an audit row and an IAM policy. A plain space is allowed inside a name, not at its ends.
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c != ' '
+        && matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::SpaceSeparator
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+}
+
 impl Naming {
+    /// The role name for a login, or why there is none. Never truncates or rewrites anything but the
+    /// configured lowercasing: a login that cannot become a valid, unambiguous role name is refused.
     pub fn role_name(&self, login: &str) -> Result<String, NameRejected> {
         let base = match self.source {
             UsernameSource::Login => login,
@@ -74,13 +104,23 @@ impl Naming {
         if name.chars().any(char::is_control) {
             return Err(NameRejected::ControlCharacter);
         }
+        if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
+            return Err(NameRejected::InvisibleCharacter(u32::from(c)));
+        }
+        if name.starts_with(' ') || name.ends_with(' ') {
+            return Err(NameRejected::InvisibleCharacter(0x20));
+        }
+        if !unicode_normalization::is_nfc(login) || !unicode_normalization::is_nfc(&name) {
+            return Err(NameRejected::NotNormalized);
+        }
         if name.len() > PG_MAX_IDENT_BYTES {
             return Err(NameRejected::TooLong(name.len()));
         }
-        if name.to_lowercase().starts_with("pg_") {
-            return Err(NameRejected::ReservedPrefix);
+        let folded = name.to_lowercase();
+        if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| folded.starts_with(*p)) {
+            return Err(NameRejected::ReservedPrefix(prefix));
         }
-        if RESERVED.contains(&name.to_lowercase().as_str()) {
+        if RESERVED.contains(&folded.as_str()) {
             return Err(NameRejected::Reserved(name));
         }
         Ok(name)
@@ -125,7 +165,37 @@ mod tests {
                 Err(NameRejected::ControlCharacter),
             ),
             (LOGIN, "nul\0@acme.com", Err(NameRejected::ControlCharacter)),
-            (LOGIN, "pg_monitor", Err(NameRejected::ReservedPrefix)),
+            (
+                LOGIN,
+                "pg_monitor",
+                Err(NameRejected::ReservedPrefix("pg_")),
+            ),
+            (
+                keep_case,
+                "PG_X@acme.com",
+                Err(NameRejected::ReservedPrefix("pg_")),
+            ),
+            (
+                local,
+                "rds_anything@acme.com",
+                Err(NameRejected::ReservedPrefix("rds_")),
+            ),
+            (
+                keep_case,
+                "RDS_IAM",
+                Err(NameRejected::ReservedPrefix("rds_")),
+            ),
+            (
+                keep_case,
+                "RDSADMIN",
+                Err(NameRejected::Reserved("RDSADMIN".into())),
+            ),
+            (
+                LOGIN,
+                "rdstopmgr",
+                Err(NameRejected::Reserved("rdstopmgr".into())),
+            ),
+            (local, "rdsmith@acme.com", Ok("rdsmith")),
             (
                 LOGIN,
                 "PUBLIC",
@@ -133,9 +203,75 @@ mod tests {
             ),
             (
                 keep_case,
-                "RDS_SUPERUSER",
-                Err(NameRejected::Reserved("RDS_SUPERUSER".into())),
+                "Postgres",
+                Err(NameRejected::Reserved("Postgres".into())),
             ),
+            (LOGIN, "pgadmin@acme.com", Ok("pgadmin@acme.com")),
+            (LOGIN, "rd.s@acme.com", Ok("rd.s@acme.com")),
+            // Invisible and formatting characters: two logins that look alike must not be two roles.
+            (
+                LOGIN,
+                "jane\u{200B}@acme.com",
+                Err(NameRejected::InvisibleCharacter(0x200B)),
+            ),
+            (
+                LOGIN,
+                "jane\u{200D}@acme.com",
+                Err(NameRejected::InvisibleCharacter(0x200D)),
+            ),
+            (
+                LOGIN,
+                "jane\u{202E}moc.emca@x",
+                Err(NameRejected::InvisibleCharacter(0x202E)),
+            ),
+            (
+                LOGIN,
+                "jane\u{2066}@acme.com",
+                Err(NameRejected::InvisibleCharacter(0x2066)),
+            ),
+            (
+                LOGIN,
+                "\u{FEFF}jane@acme.com",
+                Err(NameRejected::InvisibleCharacter(0xFEFF)),
+            ),
+            (
+                LOGIN,
+                "ja\u{00AD}ne@acme.com",
+                Err(NameRejected::InvisibleCharacter(0xAD)),
+            ),
+            (LOGIN, "jane doe@acme.com", Ok("jane doe@acme.com")),
+            (
+                LOGIN,
+                "jane@acme.com ",
+                Err(NameRejected::InvisibleCharacter(0x20)),
+            ),
+            (
+                local,
+                " jane@acme.com",
+                Err(NameRejected::InvisibleCharacter(0x20)),
+            ),
+            (
+                LOGIN,
+                "jane\u{3000}@acme.com",
+                Err(NameRejected::InvisibleCharacter(0x3000)),
+            ),
+            (
+                LOGIN,
+                "jane\u{00A0}@acme.com",
+                Err(NameRejected::InvisibleCharacter(0xA0)),
+            ),
+            (
+                LOGIN,
+                "jane\u{2028}@acme.com",
+                Err(NameRejected::InvisibleCharacter(0x2028)),
+            ),
+            // "é" as e + combining acute (NFD) is refused; the composed form (NFC) is accepted.
+            (
+                LOGIN,
+                "jose\u{0301}@acme.com",
+                Err(NameRejected::NotNormalized),
+            ),
+            (LOGIN, "jos\u{00E9}@acme.com", Ok("jos\u{00E9}@acme.com")),
         ];
         for (naming, login, expected) in cases {
             assert_eq!(

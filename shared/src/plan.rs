@@ -4,7 +4,10 @@
 //! role (read from the catalog by the engine module), and returns [`Step`]s that an engine renders to SQL.
 //! Safety rules live here so that they hold for every engine:
 //! - only roles carrying our marker *and* our Okta id are altered;
-//! - protected roles are never altered;
+//! - such a role can always be offboarded, whatever privileges it has been given: "protected" only keeps
+//!   us from creating or taking over roles we do not own (and the master and RDS's own roles are never
+//!   touched at all);
+//! - a login never maps onto a protected name (the master, our own roles, mapped or protected roles);
 //! - the IAM role is never granted where the master user would inherit it;
 //! - offboarding disables the login before anything else, onboarding enables it last.
 
@@ -88,8 +91,11 @@ pub struct ActualRole {
     pub can_login: bool,
     /// Roles this role is a direct member of.
     pub member_of: BTreeSet<String>,
-    /// Superuser, an RDS/admin role, the master user, or a configured protected role.
+    /// Superuser, an RDS/admin role or a member of one, the master user, or a configured protected role:
+    /// never created, adopted or altered unless it is ours (then it can still be offboarded).
     pub protected: bool,
+    /// The master user or one of RDS's own roles: never altered, even if it carries our marker.
+    pub untouchable: bool,
     /// The master user inherits this role's privileges (granting it the IAM role would lock the master out).
     pub master_inherits: bool,
 }
@@ -202,6 +208,9 @@ pub struct UserPlan {
     /// Kill live sessions after commit: access was removed (login disabled, or a role revoked, since a
     /// session that did `SET ROLE` keeps the revoked role's rights until it ends).
     pub terminate_sessions: bool,
+    /// The user is not entitled, yet a refusal leaves their role able to log in or holding mapped roles.
+    /// Raised as an alarm and counted as drift.
+    pub access_left: bool,
 }
 
 /// The actual roles relevant to one user: the one recorded for them, and the one their login maps to.
@@ -211,7 +220,26 @@ pub struct ActualRoles<'a> {
     pub by_login: Option<&'a ActualRole>,
 }
 
-pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, mapping: &Mapping) -> UserPlan {
+/// The role name for a login, unless it is protected (`protected`: the master user, our own roles, mapped
+/// and configured protected roles): a login must never map onto one of those.
+pub fn role_name_for(
+    mapping: &Mapping,
+    login: &str,
+    protected: &BTreeSet<String>,
+) -> Result<String, NameRejected> {
+    let name = mapping.naming.role_name(login)?;
+    if protected.contains(&name) {
+        return Err(NameRejected::Protected(name));
+    }
+    Ok(name)
+}
+
+pub fn plan_user(
+    facts: &UserFacts,
+    actual: ActualRoles<'_>,
+    mapping: &Mapping,
+    protected: &BTreeSet<String>,
+) -> UserPlan {
     let okta_id = facts.okta_id.as_str();
     let mapped = mapping.roles_for(&facts.groups);
     let active = matches!(facts.status, None | Some(UserStatus::Active));
@@ -230,15 +258,18 @@ pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, mapping: &Mapping) 
     let desired_name = facts
         .login
         .as_deref()
-        .map(|l| mapping.naming.role_name(l))
+        .map(|l| role_name_for(mapping, l, protected))
         .unwrap_or(Err(NameRejected::Empty));
     // A role with the login's name that is not ours.
     let foreign = actual.by_login.filter(|a| !ours(a));
 
+    let managed = mapping.managed_roles();
     let base = match current {
-        Some(cur) if cur.protected => {
+        Some(cur) if cur.untouchable => {
             plan.refusals.push(Refusal::Protected(cur.name.clone()));
             plan.role = Some(cur.name.clone());
+            plan.access_left =
+                !entitled && (cur.can_login || cur.member_of.iter().any(|r| managed.contains(r)));
             return plan;
         }
         Some(cur) => {
@@ -298,7 +329,6 @@ pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, mapping: &Mapping) 
     let role = base.name.clone();
     plan.role = Some(role.clone());
 
-    let managed = mapping.managed_roles();
     let have: BTreeSet<String> = base.member_of.intersection(&managed).cloned().collect();
     let want: BTreeSet<String> = if entitled {
         mapped
@@ -372,6 +402,17 @@ mod tests {
         )
     }
 
+    /// Plan with the protected names of [`protected`].
+    fn plan(f: &UserFacts, a: ActualRoles<'_>, m: &Mapping) -> UserPlan {
+        plan_user(f, a, m, &protected())
+    }
+
+    fn protected() -> BTreeSet<String> {
+        ["master", "app_ro", "app_rw", "rds_iam", "breakglass"]
+            .map(String::from)
+            .into()
+    }
+
     fn group(id: &str, name: &str) -> GroupRef {
         GroupRef {
             id: id.into(),
@@ -428,7 +469,7 @@ mod tests {
 
     #[test]
     fn onboarding_creates_grants_then_enables_login() {
-        let p = plan_user(
+        let p = plan(
             &facts(None, vec![group("00gREAD", "readers")]),
             ActualRoles::default(),
             &mapping(),
@@ -452,12 +493,12 @@ mod tests {
             Some(UserStatus::Active),
             vec![group("00gREAD", "x"), group("00gWRITE", "writers")],
         );
-        let p = plan_user(&f, ActualRoles::default(), &mapping());
+        let p = plan(&f, ActualRoles::default(), &mapping());
         assert!(p.steps.contains(&grant("app_rw")) && p.steps.contains(&grant("app_ro")));
         // A group named like a mapped group's id is not that group.
         let impostor = facts(None, vec![group("00gEVIL", "00gWRITE")]);
         assert_eq!(
-            plan_user(&impostor, ActualRoles::default(), &mapping()),
+            plan(&impostor, ActualRoles::default(), &mapping()),
             UserPlan {
                 okta_id: ID.into(),
                 ..UserPlan::default()
@@ -471,7 +512,7 @@ mod tests {
             true,
             &["app_ro", "rds_iam", "okta_rds_sync_managed", "unrelated"],
         );
-        let p = plan_user(
+        let p = plan(
             &facts(None, vec![group("00gREAD", "")]),
             by_login(&a),
             &mapping(),
@@ -482,7 +523,7 @@ mod tests {
     #[test]
     fn leaving_one_group_revokes_only_what_no_other_group_grants() {
         let a = ours(true, &["app_ro", "app_rw", "rds_iam"]);
-        let p = plan_user(
+        let p = plan(
             &facts(None, vec![group("00gREAD", "")]),
             by_login(&a),
             &mapping(),
@@ -502,7 +543,7 @@ mod tests {
             UserStatus::Suspended,
             UserStatus::Deleted,
         ] {
-            let p = plan_user(
+            let p = plan(
                 &facts(Some(status), vec![group("00gREAD", "")]),
                 by_login(&a),
                 &mapping(),
@@ -515,7 +556,7 @@ mod tests {
             assert!(p.terminate_sessions && !p.entitled);
         }
         // Removed from the last group while active: same result.
-        let p = plan_user(&facts(None, vec![]), by_login(&a), &mapping());
+        let p = plan(&facts(None, vec![]), by_login(&a), &mapping());
         assert_eq!(
             p.steps,
             vec![login(false), revoke("app_ro"), revoke("rds_iam")]
@@ -525,7 +566,7 @@ mod tests {
     #[test]
     fn already_offboarded_role_still_gets_a_session_check() {
         let a = ours(false, &[]);
-        let p = plan_user(
+        let p = plan(
             &facts(Some(UserStatus::Deprovisioned), vec![]),
             by_login(&a),
             &mapping(),
@@ -536,7 +577,7 @@ mod tests {
     #[test]
     fn reactivation_restores_grants_then_login() {
         let a = ours(false, &[]);
-        let p = plan_user(
+        let p = plan(
             &facts(Some(UserStatus::Active), vec![group("00gREAD", "")]),
             by_login(&a),
             &mapping(),
@@ -549,7 +590,7 @@ mod tests {
 
     #[test]
     fn unknown_user_without_entitlement_is_left_alone() {
-        let p = plan_user(
+        let p = plan(
             &facts(Some(UserStatus::Deprovisioned), vec![]),
             ActualRoles::default(),
             &mapping(),
@@ -565,13 +606,13 @@ mod tests {
             can_login: true,
             ..ActualRole::default()
         };
-        let p = plan_user(&f, by_login(&unmanaged), &mapping());
+        let p = plan(&f, by_login(&unmanaged), &mapping());
         assert!(p.steps.is_empty());
         assert_eq!(p.refusals, vec![Refusal::UnmanagedRoleExists(NAME.into())]);
         // Offboarding never touches it either.
         let off = facts(Some(UserStatus::Deprovisioned), vec![]);
         assert!(
-            plan_user(&off, by_login(&unmanaged), &mapping())
+            plan(&off, by_login(&unmanaged), &mapping())
                 .steps
                 .is_empty()
         );
@@ -580,43 +621,85 @@ mod tests {
             okta_id: Some("00uOTHER".into()),
             ..ours(true, &["rds_iam"])
         };
-        let p = plan_user(&f, by_login(&other), &mapping());
+        let p = plan(&f, by_login(&other), &mapping());
         assert!(p.steps.is_empty());
         assert_eq!(p.refusals[0].code(), "owned_by_other_user");
-        assert!(
-            plan_user(&off, by_login(&other), &mapping())
-                .steps
-                .is_empty()
-        );
+        assert!(plan(&off, by_login(&other), &mapping()).steps.is_empty());
     }
 
     #[test]
-    fn protected_roles_are_never_altered() {
+    fn our_roles_are_offboarded_whatever_privileges_they_were_given() {
+        // Mapped to a privileged role (allow_privileged), or made a superuser by a DBA: still ours.
         let f = facts(Some(UserStatus::Deprovisioned), vec![]);
-        let mut ours_but_protected = ours(true, &["rds_iam"]);
-        ours_but_protected.protected = true;
-        let p = plan_user(&f, by_login(&ours_but_protected), &mapping());
+        let mut privileged = ours(true, &["rds_iam", "app_ro"]);
+        privileged.protected = true;
+        let p = plan(&f, by_login(&privileged), &mapping());
+        assert_eq!(
+            p.steps,
+            vec![login(false), revoke("app_ro"), revoke("rds_iam")]
+        );
+        assert!(p.terminate_sessions && p.refusals.is_empty() && !p.access_left);
+    }
+
+    #[test]
+    fn the_master_and_rds_roles_are_never_altered_even_if_marked_as_ours() {
+        let mut master = ours(true, &["app_ro"]);
+        master.untouchable = true;
+        let off = facts(Some(UserStatus::Deprovisioned), vec![]);
+        let p = plan(&off, by_login(&master), &mapping());
         assert!(p.steps.is_empty() && !p.terminate_sessions);
         assert_eq!(p.refusals, vec![Refusal::Protected(NAME.into())]);
-        let master = ActualRole {
-            name: NAME.into(),
-            protected: true,
-            ..ActualRole::default()
-        };
-        let p = plan_user(
+        assert!(p.access_left, "a non-entitled user keeps access: an alarm");
+        let on = plan(
             &facts(None, vec![group("00gREAD", "")]),
             by_login(&master),
             &mapping(),
         );
+        assert!(on.steps.is_empty() && !on.access_left);
+    }
+
+    #[test]
+    fn protected_roles_that_are_not_ours_are_never_taken_over() {
+        let f = facts(None, vec![group("00gREAD", "")]);
+        let other = ActualRole {
+            name: NAME.into(),
+            protected: true,
+            can_login: true,
+            ..ActualRole::default()
+        };
+        let p = plan(&f, by_login(&other), &mapping());
         assert!(p.steps.is_empty());
         assert_eq!(p.refusals, vec![Refusal::Protected(NAME.into())]);
+    }
+
+    #[test]
+    fn a_login_never_maps_onto_a_protected_name() {
+        let mut f = facts(None, vec![group("00gREAD", "")]);
+        for login in ["master", "breakglass", "app_rw", "rds_iam"] {
+            f.login = Some(login.into());
+            let p = plan(&f, ActualRoles::default(), &mapping());
+            assert!(p.steps.is_empty(), "{login}");
+            assert_eq!(
+                p.refusals,
+                vec![Refusal::NameRejected(if login == "rds_iam" {
+                    NameRejected::ReservedPrefix("rds_")
+                } else {
+                    NameRejected::Protected(login.into())
+                })]
+            );
+        }
+        // Nor is an existing role of ours renamed onto one.
+        f.login = Some("breakglass".into());
+        let a = ours(true, &["app_ro", "rds_iam"]);
+        let p = plan(&f, by_login(&a), &mapping());
+        assert!(p.steps.iter().all(|s| !matches!(s, Step::Rename { .. })));
     }
 
     #[test]
     fn iam_role_is_not_granted_where_the_master_inherits_it() {
         let mut a = ours(false, &[]);
         a.master_inherits = true;
-        let p = plan_user(
+        let p = plan(
             &facts(None, vec![group("00gREAD", "")]),
             by_login(&a),
             &mapping(),
@@ -635,7 +718,7 @@ mod tests {
             ..ours(true, &["app_ro", "rds_iam"])
         };
         let f = facts(None, vec![group("00gREAD", "")]);
-        let p = plan_user(
+        let p = plan(
             &f,
             ActualRoles {
                 recorded: Some(&old),
@@ -656,7 +739,7 @@ mod tests {
             name: NAME.into(),
             ..ActualRole::default()
         };
-        let p = plan_user(
+        let p = plan(
             &f,
             ActualRoles {
                 recorded: Some(&old),
@@ -673,7 +756,7 @@ mod tests {
     fn rejected_names_are_refused_not_truncated() {
         let mut f = facts(None, vec![group("00gREAD", "")]);
         f.login = Some(format!("{}@acme.com", "x".repeat(200)));
-        let p = plan_user(&f, ActualRoles::default(), &mapping());
+        let p = plan(&f, ActualRoles::default(), &mapping());
         assert!(p.steps.is_empty());
         assert_eq!(p.refusals[0].code(), "name_rejected");
         assert!(p.refusals[0].to_string().contains("209 bytes"));

@@ -83,14 +83,17 @@ pub struct ReconcileReport {
     pub changes: usize,
     pub refused: usize,
     pub failed: usize,
+    /// Users not entitled who keep access (refused or failed offboarding).
+    pub access_left: usize,
     /// Sessions terminated (real run) or live sessions of roles that lose access (dry run).
     pub sessions: i64,
     pub plan: Vec<PlannedUser>,
 }
 
 impl ReconcileReport {
-    /// The database differs from Okta.
+    /// The database differs from Okta: changes or session kills were needed, or some are impossible
+    /// (a user who is not entitled keeps access, or a change failed).
     pub fn drift(&self) -> bool {
-        self.changes > 0 || self.sessions > 0
+        self.changes > 0 || self.sessions > 0 || self.access_left > 0 || self.failed > 0
     }
 }

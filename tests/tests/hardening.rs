@@ -411,3 +411,156 @@ async fn forged_future_events_cannot_outlive_a_later_deactivation() {
     assert_eq!(soon["refused_events"], 0, "{soon}");
     assert!(env.role(&env.login("ann")).await.unwrap().can_login);
 }
+
+/// A role that makes its members privileged on RDS (a member of `rds_superuser`), mapped to the writers
+/// group with `allow_privileged = true`; returns the config.
+async fn privileged_mapping(env: &TestEnv) -> String {
+    let su = env.superuser().await;
+    let dba = format!("{}_dba", env.prefix);
+    su.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE rds_superuser NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         CREATE ROLE {dba} NOLOGIN; GRANT rds_superuser TO {dba};"
+    ))
+    .await
+    .unwrap();
+    let version: String = su
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if version.parse::<u32>().unwrap() >= 160_000 {
+        su.batch_execute(&format!(
+            "GRANT {dba} TO {} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
+            env.master
+        ))
+        .await
+        .unwrap();
+    }
+    env.config_toml().replace(
+        &format!("roles = [\"{}\"]", env.readwrite_role),
+        &format!("roles = [\"{dba}\"]\nallow_privileged = true"),
+    )
+}
+
+#[tokio::test]
+async fn a_user_given_a_privileged_role_can_still_be_offboarded() {
+    let env = TestEnv::new().await;
+    let app = env.app_from(&privileged_mapping(&env).await).await;
+    let u = User::new("00uPRIV00001", &env.login("ann"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(WRITERS), 1, "e1")],
+    )
+    .await;
+    let role = env.login("ann");
+    assert!(env.role(&role).await.unwrap().can_login);
+    let session = env.open_session_as(&role).await;
+    let s = send(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "e2")],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["refused"], 0, "{s}");
+    assert_eq!(s["targets"][0]["sessions_terminated"], 1, "{s}");
+    assert!(session.simple_query("SELECT 1").await.is_err());
+    let after = env.role(&role).await.unwrap();
+    assert!(!after.can_login);
+    assert_eq!(after.member_of, set(&[&env.marker_role]));
+}
+
+#[tokio::test]
+async fn a_user_who_keeps_access_raises_the_alarm_and_is_drift() {
+    let env = TestEnv::new().await;
+    let toml = env.config_toml();
+    let app = env.app().await;
+    let u = User::new("00uSUPER0001", &env.login("ann"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    // A DBA makes the managed role a superuser: the (non-superuser) master can no longer alter it.
+    let role = env.login("ann");
+    env.superuser()
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE {} SUPERUSER",
+            okta_rds_sync::sql::postgres::quote_ident(&role).unwrap()
+        ))
+        .await
+        .unwrap();
+    let s = send(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "e2")],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["access_left"], 1, "{s}");
+    let audit = env.audit().await;
+    let alarm = audit
+        .iter()
+        .find(|a| a.action == "access_left")
+        .expect("audited");
+    assert!(
+        alarm.detail.contains("keeps its access"),
+        "{}",
+        alarm.detail
+    );
+    assert!(env.role(&role).await.unwrap().can_login);
+
+    let (_okta, client) = okta_listing(&[(&u, "DEPROVISIONED")]).await;
+    let check = reconcile(&toml, &client, true).await;
+    assert!(check.drift(), "{check:?}");
+    assert_eq!(check.access_left, 1);
+}
+
+#[tokio::test]
+async fn logins_never_map_onto_protected_or_reserved_names() {
+    let env = TestEnv::new().await;
+    let p = &env.prefix;
+    let toml = env.config_with("", &format!("protected_roles = [\"{p}_breakglass\"]"));
+    let app = env.app_from(&toml).await;
+    let logins = [
+        format!("{p}_breakglass"),
+        env.master.clone(),
+        format!("rds_{p}@acme.com"),
+        format!("PG_{p}@acme.com"),
+        format!("jane\u{200B}{p}@acme.com"),
+        format!("jane\u{202E}{p}@acme.com"),
+        format!("jane{p}\u{2066}@acme.com"),
+        format!("jose\u{0301}{p}@acme.com"),
+        format!("jane{p}\u{00A0}@acme.com"),
+    ];
+    let users: Vec<User> = logins
+        .iter()
+        .enumerate()
+        .map(|(i, l)| User::new(&format!("00uNAME{i:05}"), l))
+        .collect();
+    let events = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| event(ADD, Some(u), Some(READERS), 1, &format!("n{i}")))
+        .collect();
+    let s = send(&app, "d1", events).await;
+    assert_eq!(s["targets"][0]["refused"], logins.len(), "{s}");
+    assert_eq!(s["targets"][0]["changes"], 0, "{s}");
+    for login in &logins {
+        let lowered = login.to_lowercase();
+        if *login != env.master {
+            assert!(env.role(login).await.is_none(), "{login:?} created");
+            assert!(env.role(&lowered).await.is_none(), "{lowered:?} created");
+        }
+    }
+    let master = env.role(&env.master).await.unwrap();
+    assert!(master.comment.is_none() && !master.member_of.contains("rds_iam"));
+    let refusals = env
+        .audit()
+        .await
+        .into_iter()
+        .filter(|a| a.action == "name_rejected")
+        .count();
+    assert_eq!(refusals, logins.len());
+}

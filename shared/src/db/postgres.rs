@@ -14,12 +14,12 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::audit::{AuditEntry, Outcome};
+use crate::audit::{ACCESS_LEFT, AuditEntry, Outcome};
 use crate::config::{Config, TargetConfig};
 use crate::error::{SyncError, classify_pg};
 use crate::journal::{Fact, FactBatch, Stamp, UserFacts, UserStatus, facts_of, status_from_okta};
 use crate::okta::{GroupRef, OktaEvent, is_okta_id};
-use crate::plan::{ActualRole, ActualRoles, Mapping, UserPlan, plan_user};
+use crate::plan::{ActualRole, ActualRoles, Mapping, UserPlan, plan_user, role_name_for};
 use crate::reconcile::{Listing, PlannedUser, RECONCILE_ACTOR, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::sql::postgres as sql;
@@ -48,6 +48,8 @@ pub struct TargetSummary {
     pub changes: usize,
     pub refused: usize,
     pub failed: usize,
+    /// Users not entitled in Okta who keep access (a refusal or a failed change): an alarm, and drift.
+    pub access_left: usize,
     pub sessions_terminated: i64,
 }
 
@@ -63,7 +65,10 @@ struct Settings {
     /// `(grant index, roles, allow_privileged)` for the start-up checks.
     grants: Vec<(usize, Vec<String>, bool)>,
     state: sql::StateSql,
+    /// Roles never created, adopted or altered unless ours; logins never map onto these names.
     protected: Vec<String>,
+    /// RDS's own roles and ours (IAM, marker): never altered even if they carry our marker.
+    untouchable: Vec<String>,
 }
 
 /// The kept connection to a target, and what it takes to make one.
@@ -87,6 +92,8 @@ impl std::fmt::Debug for PgTarget {
 struct Connection {
     client: Client,
     server_version: i32,
+    /// The master user's name (from the secret): never a role name for a login.
+    master: String,
 }
 
 impl PgTarget {
@@ -94,17 +101,19 @@ impl PgTarget {
         let state = sql::StateSql::new(&cfg.state_schema)
             .map_err(|e| SyncError::Permanent(format!("state_schema: {e}")))?;
         let mapping = Mapping::new(config, &cfg.name);
-        let mut protected: Vec<String> = [
+        let mut untouchable: Vec<String> = [
             "rds_superuser",
             "rdsadmin",
             "rdsrepladmin",
             "rds_password",
             "rds_replication",
+            "rdstopmgr",
         ]
         .into_iter()
         .map(String::from)
         .collect();
-        protected.extend([cfg.iam_role.clone(), cfg.marker_role.clone()]);
+        untouchable.extend([cfg.iam_role.clone(), cfg.marker_role.clone()]);
+        let mut protected = untouchable.clone();
         protected.extend(cfg.protected_roles.iter().cloned());
         protected.extend(mapping.managed_roles());
         let grants = config
@@ -121,6 +130,7 @@ impl PgTarget {
                 grants,
                 state,
                 protected,
+                untouchable,
             },
             link: Link::default(),
         })
@@ -253,7 +263,7 @@ impl PgTarget {
                 (id, provenance)
             })
             .collect();
-        let ctx = settings.ctx(received);
+        let ctx = settings.ctx(received, &conn.master);
         let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
         kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
         Ok(summary)
@@ -346,7 +356,7 @@ impl PgTarget {
             at: started,
             wall: listing.listed_at,
         };
-        let ctx = settings.ctx(&received);
+        let ctx = settings.ctx(&received, &conn.master);
         let mut report = ReconcileReport {
             target: name.clone(),
             dry_run,
@@ -393,6 +403,7 @@ impl PgTarget {
             report.changes += summary.changes;
             report.refused += summary.refused;
             report.failed += summary.failed;
+            report.access_left += summary.access_left;
             report
                 .plan
                 .extend(converged.plans.iter().filter_map(PlannedUser::from_plan));
@@ -480,6 +491,7 @@ impl Link {
         Ok(Connection {
             client,
             server_version: version,
+            master: creds.username.clone(),
         })
     }
 }
@@ -598,14 +610,17 @@ impl Settings {
     }
 
     /// What `converge` needs, for one delivery or reconcile run.
-    fn ctx<'a>(&'a self, received: &'a Received) -> Ctx<'a> {
+    fn ctx<'a>(&'a self, received: &'a Received, master: &str) -> Ctx<'a> {
+        let mut protected: BTreeSet<String> = self.protected.iter().cloned().collect();
+        protected.insert(master.to_owned());
         Ctx {
             name: &self.cfg.name,
             marker: &self.cfg.marker_role,
             iam: &self.cfg.iam_role,
             mapping: &self.mapping,
             state: &self.state,
-            protected: &self.protected,
+            protected,
+            untouchable: &self.untouchable,
             received,
         }
     }
@@ -647,7 +662,9 @@ struct Ctx<'a> {
     iam: &'a str,
     mapping: &'a Mapping,
     state: &'a sql::StateSql,
-    protected: &'a [String],
+    /// Protected names, the master's included.
+    protected: BTreeSet<String>,
+    untouchable: &'a [String],
     received: &'a Received,
 }
 
@@ -681,7 +698,7 @@ async fn converge(
         ctx.iam,
         ctx.mapping,
         ctx.state,
-        ctx.protected,
+        &ctx.protected,
         ctx.received,
     );
     let pg = |c: &'static str| move |e: tokio_postgres::Error| classify_pg(c, &e);
@@ -691,11 +708,16 @@ async fn converge(
     let mut candidates: Vec<String> = Vec::new();
     for f in facts.values() {
         candidates.extend(f.role_name.clone());
-        if let Some(Ok(n)) = f.login.as_deref().map(|l| mapping.naming.role_name(l)) {
+        if let Some(Ok(n)) = f
+            .login
+            .as_deref()
+            .map(|l| role_name_for(mapping, l, protected))
+        {
             candidates.push(n);
         }
     }
-    let roles = read_roles(&tx, &candidates, marker, protected).await?;
+    let protected_list: Vec<String> = protected.iter().cloned().collect();
+    let roles = read_roles(&tx, &candidates, marker, &protected_list, ctx.untouchable).await?;
 
     let mut audit: Vec<AuditEntry> = Vec::new();
     let mut recorded: Vec<(String, String)> = Vec::new();
@@ -705,7 +727,7 @@ async fn converge(
         let by_login = user_facts
             .login
             .as_deref()
-            .and_then(|l| mapping.naming.role_name(l).ok())
+            .and_then(|l| role_name_for(mapping, l, protected).ok())
             .and_then(|n| roles.get(&n));
         let recorded_role = user_facts.role_name.as_ref().and_then(|n| roles.get(n));
         let plan = plan_user(
@@ -715,6 +737,7 @@ async fn converge(
                 by_login,
             },
             mapping,
+            protected,
         );
         let provenance = touched.get(okta_id).cloned().unwrap_or_default();
         let (uuids, actor) = (provenance.uuids.clone(), provenance.actor.clone());
@@ -741,7 +764,29 @@ async fn converge(
             ));
         }
         plans.push(plan.clone());
-        match run_steps(&tx, &plan, marker).await? {
+        let outcome = run_steps(&tx, &plan, marker).await?;
+        let failed_to_offboard = outcome.is_err() && !plan.entitled && !plan.steps.is_empty();
+        if plan.access_left || failed_to_offboard {
+            summary.access_left += 1;
+            let reason = match &outcome {
+                Err(message) => format!("revoking access failed: {message}"),
+                Ok(()) => plan
+                    .refusals
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            audit.push(entry(
+                ACCESS_LEFT,
+                plan.role.clone(),
+                Some(format!(
+                    "not entitled in Okta, but the role keeps its access: {reason}"
+                )),
+                Outcome::Refused,
+            ));
+        }
+        match outcome {
             Ok(()) => {
                 for step in &plan.steps {
                     summary.changes += 1;
@@ -1031,9 +1076,13 @@ async fn read_roles(
     names: &[String],
     marker: &str,
     protected: &[String],
+    untouchable: &[String],
 ) -> Result<BTreeMap<String, ActualRole>, SyncError> {
     let rows = tx
-        .query(sql::READ_ROLES, &[&names, &marker, &protected])
+        .query(
+            sql::READ_ROLES,
+            &[&names, &marker, &protected, &untouchable],
+        )
         .await
         .map_err(|e| classify_pg("read roles", &e))?;
     Ok(rows
@@ -1050,6 +1099,7 @@ async fn read_roles(
                 member_of: member_of.into_iter().collect(),
                 managed: r.get(5),
                 master_inherits: r.get(6),
+                untouchable: r.get(7),
             };
             (name, role)
         })

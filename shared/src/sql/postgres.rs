@@ -355,8 +355,8 @@ impl StateSql {
 }
 
 /// The roles with these names (`$1`), as the planner needs them. `$2`: the marker role; `$3`: extra
-/// protected names. The master user (`session_user`), superusers and members of RDS's admin roles are
-/// always protected.
+/// protected names; `$4`: names never altered even if marked as ours. The master user (`session_user`),
+/// superusers and members of RDS's admin roles are always protected; the master is always untouchable.
 pub const READ_ROLES: &str = "
 SELECT r.rolname,
        r.rolcanlogin,
@@ -369,7 +369,8 @@ SELECT r.rolname,
              JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
        EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
                WHERE m.member = r.oid AND g.rolname::text = $2::text) AS managed,
-       pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits
+       pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits,
+       (r.rolname = session_user OR r.rolname::text = ANY($4::text[])) AS untouchable
 FROM pg_catalog.pg_roles r
 WHERE r.rolname::text = ANY($1::text[])";
 
