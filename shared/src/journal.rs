@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::okta::{EventKind, GroupRef, OktaEvent};
+use crate::okta::{EventKind, GroupRef, OktaEvent, is_deleted_login};
 
 /// Total order of facts: Okta's `published` time, then the event uuid.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,7 +116,8 @@ pub fn facts_of(event: &OktaEvent) -> Vec<Fact> {
         uuid: event.uuid.clone(),
     };
     let mut facts = Vec::with_capacity(2);
-    if let Some(user) = &event.user {
+    // Okta renames a user it deletes to `<id>@deleted.invalid`: that is never a login to follow.
+    if let Some(user) = event.user.as_ref().filter(|u| !is_deleted_login(&u.login)) {
         facts.push(Fact::Login {
             user: user.id.clone(),
             login: user.login.clone(),
@@ -290,6 +291,21 @@ mod tests {
         assert!(matches!(
             facts_of(&ev(GroupDelete, true)).as_slice(),
             [Fact::GroupDeleted { .. }]
+        ));
+    }
+
+    #[test]
+    fn a_deleted_user_s_placeholder_login_is_not_a_fact() {
+        let mut e = ev(EventKind::ProfileUpdate, false);
+        e.user.as_mut().unwrap().login = "00u1@deleted.invalid".into();
+        assert!(facts_of(&e).is_empty());
+        e.kind = EventKind::DeleteInitiated;
+        assert!(matches!(
+            facts_of(&e).as_slice(),
+            [Fact::Status {
+                status: UserStatus::Deleted,
+                ..
+            }]
         ));
     }
 

@@ -122,6 +122,8 @@ pub enum IgnoreReason {
     UnhandledType,
     NotSuccess,
     Malformed,
+    /// A profile update whose `debugData.changedAttributes` does not list `login`.
+    NotALoginChange,
 }
 
 impl IgnoreReason {
@@ -130,8 +132,21 @@ impl IgnoreReason {
             Self::UnhandledType => "unhandled_type",
             Self::NotSuccess => "outcome_not_success",
             Self::Malformed => "malformed",
+            Self::NotALoginChange => "not_a_login_change",
         }
     }
+}
+
+/// The domain Okta gives a deleted user's login (`<userId>@deleted.invalid`, OKTA.md §7). Such a login is
+/// never a rename target: a deleted user's role keeps its name.
+pub const DELETED_LOGIN_DOMAIN: &str = "@deleted.invalid";
+
+/// Whether a login is the placeholder Okta sets when it deletes a user.
+pub fn is_deleted_login(login: &str) -> bool {
+    login.len() >= DELETED_LOGIN_DOMAIN.len()
+        && login
+            .get(login.len() - DELETED_LOGIN_DOMAIN.len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(DELETED_LOGIN_DOMAIN))
 }
 
 #[derive(Deserialize)]
@@ -160,6 +175,20 @@ struct RawEvent {
     outcome: Option<RawOutcome>,
     #[serde(default)]
     target: Option<Vec<Option<RawTarget>>>,
+    #[serde(default, rename = "debugContext")]
+    debug_context: Option<Value>,
+}
+
+impl RawEvent {
+    /// `debugContext.debugData.changedAttributes` (comma-separated), when it is a string. Okta says
+    /// `debugData` is not a contract: anything else counts as absent.
+    fn changed_attributes(&self) -> Option<&str> {
+        self.debug_context
+            .as_ref()?
+            .get("debugData")?
+            .get("changedAttributes")?
+            .as_str()
+    }
 }
 
 #[derive(Deserialize)]
@@ -259,6 +288,13 @@ fn classify(value: Value) -> Result<OktaEvent, Ignored> {
     };
     if raw.outcome.as_ref().and_then(|o| o.result.as_deref()) != Some("SUCCESS") {
         return Err(ignore(IgnoreReason::NotSuccess));
+    }
+    if kind == EventKind::ProfileUpdate
+        && raw
+            .changed_attributes()
+            .is_some_and(|attrs| !attrs.split(',').any(|a| a.trim() == "login"))
+    {
+        return Err(ignore(IgnoreReason::NotALoginChange));
     }
     let targets: Vec<RawTarget> = raw
         .target
@@ -433,6 +469,40 @@ mod tests {
                 Malformed
             ]
         );
+    }
+
+    #[test]
+    fn a_profile_update_is_a_rename_only_if_login_changed() {
+        let with = |attrs: Value| {
+            let mut e = event("user.account.update_profile", json!([user_target()]));
+            e["debugContext"] = json!({ "debugData": { "changedAttributes": attrs } });
+            e
+        };
+        let mut no_debug = event("user.account.update_profile", json!([user_target()]));
+        no_debug["debugContext"] = Value::Null;
+        let d = parse_delivery(&envelope(json!([
+            with(json!("login")),
+            with(json!("title,login")),
+            with(json!("lastName,firstName")),
+            with(json!("loginHint")),
+            with(json!(42)),
+            no_debug,
+        ])))
+        .unwrap();
+        assert_eq!(d.events.len(), 4, "{:?}", d.ignored);
+        assert_eq!(
+            d.ignored.iter().map(|i| i.reason).collect::<Vec<_>>(),
+            vec![IgnoreReason::NotALoginChange; 2]
+        );
+    }
+
+    #[test]
+    fn okta_s_deleted_logins_are_recognized() {
+        assert!(is_deleted_login("00u7jdoeAbCdEf0h8@deleted.invalid"));
+        assert!(is_deleted_login("x@DELETED.INVALID"));
+        assert!(!is_deleted_login("jane@deleted.invalid.acme.com"));
+        assert!(!is_deleted_login("deleted.invalid"));
+        assert!(!is_deleted_login("é"));
     }
 
     #[test]

@@ -274,8 +274,10 @@ pub fn plan_user(
         }
         Some(cur) => {
             let mut role = cur.name.clone();
+            // A deleted user's role keeps its name (Okta renames the user on deletion).
+            let deleted = facts.status == Some(UserStatus::Deleted);
             match &desired_name {
-                Ok(new) if *new != cur.name => match foreign {
+                Ok(new) if *new != cur.name && !deleted => match foreign {
                     Some(_) => plan.refusals.push(Refusal::RenameTargetExists {
                         from: role.clone(),
                         to: new.clone(),
@@ -750,6 +752,30 @@ mod tests {
         assert!(p.steps.is_empty());
         assert_eq!(p.refusals[0].code(), "rename_target_exists");
         assert_eq!(p.role.as_deref(), Some("jane.roe@acme.com"));
+    }
+
+    #[test]
+    fn a_deleted_user_s_role_keeps_its_name() {
+        let old = ActualRole {
+            name: "jane.roe@acme.com".into(),
+            ..ours(true, &["app_ro", "rds_iam"])
+        };
+        let mut f = facts(Some(UserStatus::Deleted), vec![group("00gREAD", "")]);
+        f.login = Some("renamed@acme.com".into());
+        let p = plan(
+            &f,
+            ActualRoles {
+                recorded: Some(&old),
+                by_login: None,
+            },
+            &mapping(),
+        );
+        assert!(p.steps.iter().all(|s| !matches!(s, Step::Rename { .. })));
+        assert_eq!(p.role.as_deref(), Some("jane.roe@acme.com"));
+        assert!(p.steps.contains(&Step::SetLogin {
+            role: "jane.roe@acme.com".into(),
+            login: false
+        }));
     }
 
     #[test]

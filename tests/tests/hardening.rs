@@ -564,3 +564,108 @@ async fn logins_never_map_onto_protected_or_reserved_names() {
         .count();
     assert_eq!(refusals, logins.len());
 }
+
+/// A profile update as Okta sends it, with `debugData.changedAttributes`.
+fn profile_update(u: &User, changed: &str, second: u32, uuid: &str) -> Value {
+    let mut e = event("user.account.update_profile", Some(u), None, second, uuid);
+    e["debugContext"] = serde_json::json!({ "debugData": { "changedAttributes": changed } });
+    e
+}
+
+#[tokio::test]
+async fn deleting_a_user_never_renames_their_role() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0delete"), &env.login(n)));
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&ann), Some(READERS), 1, "e1"),
+            event(ADD, Some(&ben), Some(READERS), 1, "e2"),
+        ],
+    )
+    .await;
+    // What Okta emits on deletion (same transaction): delete.initiated, then the login change to
+    // <id>@deleted.invalid. ann's arrive in one batch, ben's in two deliveries in the wrong order.
+    let placeholder = |u: &User| User::new(&u.id, &format!("{}@deleted.invalid", u.id));
+    send(
+        &app,
+        "d2",
+        vec![
+            event("user.lifecycle.delete.initiated", Some(&ann), None, 5, "e3"),
+            profile_update(&placeholder(&ann), "login", 5, "e4"),
+        ],
+    )
+    .await;
+    send(
+        &app,
+        "d3",
+        vec![profile_update(&placeholder(&ben), "login", 6, "e6")],
+    )
+    .await;
+    send(
+        &app,
+        "d4",
+        vec![event(
+            "user.lifecycle.delete.initiated",
+            Some(&ben),
+            None,
+            5,
+            "e5",
+        )],
+    )
+    .await;
+    for u in [&ann, &ben] {
+        let role = env
+            .role(&u.login)
+            .await
+            .unwrap_or_else(|| panic!("{} renamed", u.login));
+        assert!(!role.can_login && role.member_of == set(&[&env.marker_role]));
+        assert!(
+            env.role(&placeholder(u).login.to_lowercase())
+                .await
+                .is_none()
+        );
+    }
+    assert!(
+        env.audit().await.iter().all(|a| a.action != "rename_role"),
+        "no rename was audited"
+    );
+}
+
+#[tokio::test]
+async fn a_profile_update_that_did_not_change_the_login_is_not_a_rename() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let ann = User::new("00uann0title", &env.login("ann"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&ann), Some(READERS), 1, "e1")],
+    )
+    .await;
+    let other_login = User::new(&ann.id, &env.login("someone.else"));
+    let s = send(
+        &app,
+        "d2",
+        vec![profile_update(&other_login, "title,lastName", 2, "e2")],
+    )
+    .await;
+    assert_eq!(s["ignored"], 1, "{s}");
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+    assert!(env.role(&env.login("someone.else")).await.is_none());
+    // With "login" among the changed attributes it is one.
+    send(
+        &app,
+        "d3",
+        vec![profile_update(&other_login, "title,login", 3, "e3")],
+    )
+    .await;
+    assert!(
+        env.role(&env.login("someone.else"))
+            .await
+            .unwrap()
+            .can_login
+    );
+}
