@@ -15,14 +15,14 @@ import sys
 from cfnlint.decode import decode
 
 ALLOWED_ACTIONS = {
-    "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt",
+    "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt", "kms:GenerateDataKey",
     "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 }
 # The secrets each function may read: nothing else.
 SECRETS_OF = {
     "OktaHookFunction": {"HookSecretArn", "MasterSecretArns"},
-    "RetryWorkerFunction": {"MasterSecretArns"},
+    "RetryWorkerFunction": {"HookSecretArn", "MasterSecretArns"},
     "ReconcileFunction": {"OktaApiSecretArn", "MasterSecretArns"},
 }
 
@@ -68,6 +68,63 @@ def as_list(v):
     return v if isinstance(v, list) else [v]
 
 
+def resolve(value, truth):
+    """value with every Fn::If resolved to its first branch (truth) or its second; AWS::NoValue -> None."""
+    if isinstance(value, dict):
+        if "Fn::If" in value:
+            _, a, b = value["Fn::If"]
+            return resolve(a if truth else b, truth)
+        if value.get("Ref") == "AWS::NoValue":
+            return None
+    return value
+
+
+# The KMS key each service may use, and through which service only.
+KMS_KEYS = {"SecretsKmsKeyArn": "secretsmanager", "QueueKmsKeyArn": "sqs"}
+# Who may use the retry queue, whatever IAM policies elsewhere in the account allow.
+QUEUE_SENDERS = {"OktaHookFunctionRole", "QueueOperatorRoleArn"}
+QUEUE_CONSUMERS = {"RetryWorkerFunctionRole"}
+CONSUME_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
+MESSAGE_BUDGET_ENV = "OKTA_RDS_SYNC_MESSAGE_BUDGET_MS"
+
+
+def queue_policy_problems(res):
+    """The retry queue's resource policy must deny sending to all but the hook (and an optional operator
+    role) and consuming to all but the worker."""
+    problems = []
+    stmts = [s for r in res.values() if r.get("Type") == "AWS::SQS::QueuePolicy"
+             and "RetryQueue" in refs(r.get("Properties", {}).get("Queues"))
+             for s in r["Properties"].get("PolicyDocument", {}).get("Statement", [])]
+
+    def allowed_principals(actions):
+        for s in stmts:
+            if (s.get("Effect") == "Deny" and s.get("Principal") == "*"
+                    and set(as_list(s.get("Action"))) >= actions
+                    and "RetryQueue" in getatt_names(s.get("Resource"))):
+                cond = (s.get("Condition") or {}).get("ArnNotEquals", {}).get("aws:PrincipalArn")
+                if cond is None:
+                    continue
+                names = set()
+                for c in as_list(cond):
+                    for b in branches(c):
+                        if isinstance(b, dict) and set(b) == {"Fn::GetAtt"}:
+                            names |= getatt_names(b)
+                        elif isinstance(b, dict) and set(b) == {"Ref"}:
+                            names.add(b["Ref"])
+                        else:
+                            names.add(json.dumps(b))
+                return names
+        return None
+
+    senders = allowed_principals({"sqs:SendMessage"})
+    if senders is None or not senders or not senders <= QUEUE_SENDERS:
+        problems.append("RetryQueue: its policy must deny sqs:SendMessage to every principal but the hook's role")
+    consumers = allowed_principals(CONSUME_ACTIONS)
+    if consumers is None or not consumers or not consumers <= QUEUE_CONSUMERS:
+        problems.append("RetryQueue: its policy must deny receiving and deleting to every principal but the worker's role")
+    return problems
+
+
 def check(t):
     problems = []
     res = t.get("Resources", {})
@@ -97,6 +154,11 @@ def check(t):
                     problems.append(f"{name}: queue VisibilityTimeout must be at least 6x the function timeout")
                 if "ReportBatchItemFailures" not in (ev.get("Properties", {}).get("FunctionResponseTypes") or []):
                     problems.append(f"{name}: SQS events must report batch item failures")
+                budget = ((p.get("Environment") or {}).get("Variables") or {}).get(MESSAGE_BUDGET_ENV)
+                batch = ev.get("Properties", {}).get("BatchSize", 10)
+                if not isinstance(budget, int) or not isinstance(batch, int) or \
+                        batch * budget / 1000 + 5 > (timeout or 0):
+                    problems.append(f"{name}: BatchSize x {MESSAGE_BUDGET_ENV} (+5 s) must fit in the timeout")
         vpc = p.get("VpcConfig") or {}
         if not vpc.get("SubnetIds") or not vpc.get("SecurityGroupIds"):
             problems.append(f"{name}: must run in the VPC (VpcConfig with subnets and security groups)")
@@ -126,8 +188,11 @@ def check(t):
                     problems.append(f"{name}: may read only {sorted(SECRETS_OF.get(name, set()))}")
             if any(a.startswith("sqs:") for a in actions) and refs(resource) | getatt_names(resource) != {"RetryQueue"}:
                 problems.append(f"{name}: SQS actions only on the retry queue")
-            if "kms:Decrypt" in actions and "kms:ViaService" not in json.dumps(s.get("Condition", {})):
-                problems.append(f"{name}: kms:Decrypt must be limited to Secrets Manager (kms:ViaService)")
+            if any(a.startswith("kms:") for a in actions):
+                via = json.dumps(s.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService", ""))
+                keys = refs(resource)
+                if len(keys) != 1 or not keys <= set(KMS_KEYS) or f"{KMS_KEYS[next(iter(keys))]}." not in via:
+                    problems.append(f"{name}: KMS use must be limited to one key and its service (kms:ViaService)")
         alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
         for metric in ("Errors", "Throttles"):
             if not any(a.get("MetricName") == metric and name in refs(a.get("Dimensions")) for a in alarms):
@@ -164,9 +229,13 @@ def check(t):
     queues = {n: r for n, r in res.items() if r.get("Type") == "AWS::SQS::Queue"}
     for qname, q in queues.items():
         qp = q.get("Properties", {})
-        if not (qp.get("SqsManagedSseEnabled") or qp.get("KmsMasterKeyId")):
-            problems.append(f"{qname}: queue without encryption at rest")
+        for truth in (True, False):
+            sse, kms = resolve(qp.get("SqsManagedSseEnabled"), truth), resolve(qp.get("KmsMasterKeyId"), truth)
+            if not (sse is True or kms is not None):
+                problems.append(f"{qname}: queue without encryption at rest")
+                break
     if "RetryQueue" in queues:
+        problems += queue_policy_problems(res)
         if "RedrivePolicy" not in queues["RetryQueue"].get("Properties", {}):
             problems.append("RetryQueue: no dead-letter queue (RedrivePolicy)")
         alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
@@ -190,6 +259,21 @@ def weakenings():
 
     def kms_statement(t):
         return next(s for s in statements(fn(t)["Policies"]) if s.get("Sid") == "DecryptSecrets")
+
+    def worker(t):
+        return t["Resources"]["RetryWorkerFunction"]["Properties"]
+
+    def queue_statement(sid):
+        def find(t):
+            doc = t["Resources"]["RetryQueuePolicy"]["Properties"]["PolicyDocument"]
+            return next(s for s in doc["Statement"] if s.get("Sid") == sid)
+        return find
+
+    def drop_queue_statement(sid):
+        def m(t):
+            doc = t["Resources"]["RetryQueuePolicy"]["Properties"]["PolicyDocument"]
+            doc["Statement"] = [s for s in doc["Statement"] if s.get("Sid") != sid]
+        return m
 
     def egress(t):
         return t["Resources"]["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
@@ -228,7 +312,16 @@ def weakenings():
         ("visibility shorter than processing", lambda t: t["Resources"]["RetryQueue"]["Properties"].update(VisibilityTimeout=30)),
         ("whole-batch retries", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"]["Events"]["Retry"]["Properties"].pop("FunctionResponseTypes")),
         ("reconcile reads the hook secret", lambda t: next(s for s in statements(t["Resources"]["ReconcileFunction"]["Properties"]["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource={"Ref": "HookSecretArn"})),
-        ("worker reads the hook secret", lambda t: next(s for s in statements(t["Resources"]["RetryWorkerFunction"]["Properties"]["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource=[{"Ref": "HookSecretArn"}])),
+        ("worker reads the Okta API secret", lambda t: next(s for s in statements(worker(t)["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource=[{"Ref": "OktaApiSecretArn"}])),
+        ("anyone may send to the queue", drop_queue_statement("OnlyTheHookSends")),
+        ("anyone may drain the queue", drop_queue_statement("OnlyTheWorkerConsumes")),
+        ("another role may send to the queue", lambda t: queue_statement("OnlyTheHookSends")(t)["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].append({"Fn::Sub": "arn:aws:iam::${AWS::AccountId}:role/other"})),
+        ("the hook may consume the queue", lambda t: queue_statement("OnlyTheWorkerConsumes")(t)["Condition"]["ArnNotEquals"].update({"aws:PrincipalArn": [{"Fn::GetAtt": ["RetryWorkerFunctionRole", "Arn"]}, {"Fn::GetAtt": ["OktaHookFunctionRole", "Arn"]}]})),
+        ("queue denial turned into an allow", lambda t: queue_statement("OnlyTheHookSends")(t).update(Effect="Allow")),
+        ("batch does not fit the timeout", lambda t: worker(t)["Events"]["Retry"]["Properties"].update(BatchSize=20)),
+        ("no message budget", lambda t: worker(t)["Environment"]["Variables"].pop("OKTA_RDS_SYNC_MESSAGE_BUDGET_MS")),
+        ("queue key usable outside SQS", lambda t: next(s for s in statements(worker(t)["Policies"]) if s.get("Sid") == "DecryptQueuedDeliveries").pop("Condition")),
+        ("queue key usable through Secrets Manager", lambda t: next(s for s in statements(fn(t)["Policies"]) if s.get("Sid") == "EncryptQueuedDeliveries")["Condition"]["StringEquals"].update({"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}})),
         ("reconcile egress everywhere", lambda t: t["Resources"]["ReconcileSecurityGroup"]["Properties"]["SecurityGroupEgress"].append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIp": "0.0.0.0/0"})),
         ("reconcile without alarm", lambda t: t["Resources"].pop("ReconcileErrorsAlarm")),
         ("worker URL", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"].update(FunctionUrlConfig={"AuthType": "NONE"})),

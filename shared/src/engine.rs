@@ -91,9 +91,19 @@ impl Engine {
         reports
     }
 
-    /// Apply a verified delivery to every target, all within the time budget.
+    /// Apply a verified delivery to every target, all within the engine's time budget.
     pub async fn apply(&self, delivery: &Delivery, received: &Received) -> DeliveryReport {
-        let deadline = tokio::time::Instant::now() + self.budget;
+        self.apply_within(delivery, received, self.budget).await
+    }
+
+    /// Apply a verified delivery to every target, all within `budget`.
+    pub async fn apply_within(
+        &self,
+        delivery: &Delivery,
+        received: &Received,
+        budget: Duration,
+    ) -> DeliveryReport {
+        let deadline = tokio::time::Instant::now() + budget;
         let (events, refused) = refuse_future(&delivery.events, received.wall, self.max_clock_skew);
         for e in &refused {
             tracing::error!(

@@ -55,6 +55,11 @@ impl HookSecret {
         })
     }
 
+    /// The current secret, then the previous one if any (for deriving keys from them).
+    pub(crate) fn values(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.current.as_slice()).chain(self.previous.as_deref())
+    }
+
     /// Whether the presented header value matches the current or the previous secret.
     pub fn accepts(&self, presented: Option<&[u8]>) -> bool {
         let Some(presented) = presented.filter(|p| !p.is_empty()) else {

@@ -759,7 +759,7 @@ pub struct Drained {
 
 /// Receive every visible message of the queue from moto (over HTTP, as Lambda's SQS poller does), hand them
 /// to the retry worker in batches of up to 10, and delete the ones it did not report as failed.
-pub async fn drain(engine: &okta_rds_sync::engine::Engine, queue_url: &str) -> Drained {
+pub async fn drain(worker: &retry_worker::Worker, queue_url: &str) -> Drained {
     let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
     let mut drained = Drained::default();
     loop {
@@ -787,7 +787,8 @@ pub async fn drain(engine: &okta_rds_sync::engine::Engine, queue_url: &str) -> D
             .collect();
         let event: aws_lambda_events::event::sqs::SqsEvent =
             serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event");
-        let response = retry_worker::handle_batch(engine, event).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let response = worker.handle_batch(event, deadline).await;
         let failed: std::collections::HashSet<String> = response
             .batch_item_failures
             .iter()
@@ -814,7 +815,31 @@ pub async fn drain(engine: &okta_rds_sync::engine::Engine, queue_url: &str) -> D
     }
 }
 
-/// The retry worker's engine for a config (no Okta deadline: a longer budget).
+/// The retry worker for a config.
+pub async fn worker(toml: &str) -> retry_worker::Worker {
+    let config = Config::parse(toml, Path::new("test.toml")).expect("valid test config");
+    let secrets =
+        okta_rds_sync::secrets::Secrets::new(&sdk_config().await, Duration::from_secs(300))
+            .expect("secrets");
+    retry_worker::Worker::new(&config, secrets, Duration::from_secs(10)).expect("worker")
+}
+
+/// What the hook does before queueing: seal a delivery with the hook secret of the tests.
+pub fn sealed(
+    delivery_id: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+    body: &str,
+) -> okta_rds_sync::queue::QueuedDelivery {
+    let secret = okta_rds_sync::verify::HookSecret::parse(DEMO_SECRET).expect("secret");
+    okta_rds_sync::queue::QueuedDelivery::sealed(
+        delivery_id,
+        received_at,
+        body.as_bytes(),
+        &okta_rds_sync::queue::QueueSeal::new(&secret),
+    )
+}
+
+/// An engine with the retry worker's budget (for the reconcile, which has no Okta waiting on it).
 pub async fn worker_engine(toml: &str) -> okta_rds_sync::engine::Engine {
     let config = Config::parse(toml, Path::new("test.toml")).expect("valid test config");
     let secrets =

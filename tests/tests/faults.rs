@@ -8,7 +8,7 @@
 use lambda_http::http::StatusCode;
 use okta_hook::{HookApp, handle};
 use okta_rds_sync_tests::okta::{User, body_json, delivery, event, post};
-use okta_rds_sync_tests::{READERS_GROUP, TestEnv, create_queue, drain, servers, worker_engine};
+use okta_rds_sync_tests::{READERS_GROUP, TestEnv, create_queue, drain, sealed, servers, worker};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -139,7 +139,7 @@ async fn a_database_outage_loses_nothing() {
             queued += 1;
         }
     }
-    let worker = worker_engine(&toml).await;
+    let worker = worker(&toml).await;
     let while_down = drain(&worker, &queue).await;
     servers().pg_ctl("start");
     // Messages the worker failed while the database was down come back after their visibility timeout.
@@ -235,10 +235,10 @@ async fn the_worker_retries_transient_drops_permanent_and_leaves_poison_to_the_d
     let queue = create_queue(&format!("{}-retry", env.prefix)).await;
     let sqs = okta_rds_sync_tests::sqs_client().await;
     let u = user(&env, 0);
-    let good = okta_rds_sync::queue::QueuedDelivery::new(
+    let good = sealed(
         "q1",
         chrono::Utc::now(),
-        delivery("q1", vec![event(ADD, Some(&u), Some(READERS), 1, "a")]).as_bytes(),
+        &delivery("q1", vec![event(ADD, Some(&u), Some(READERS), 1, "a")]),
     );
     for body in [good.encode(), "not a queued delivery".to_owned()] {
         sqs.send_message()
@@ -248,8 +248,8 @@ async fn the_worker_retries_transient_drops_permanent_and_leaves_poison_to_the_d
             .await
             .unwrap();
     }
-    let worker = worker_engine(&env.config_toml()).await;
-    let drained = drain(&worker, &queue).await;
+    let healthy = worker(&env.config_toml()).await;
+    let drained = drain(&healthy, &queue).await;
     assert_eq!(
         (drained.applied, drained.failed),
         (1, 1),
@@ -268,18 +268,19 @@ async fn the_worker_retries_transient_drops_permanent_and_leaves_poison_to_the_d
         "{}\n[[grants]]\nokta_group = \"00gADM\"\ntarget = \"main\"\nroles = [\"{admin}\"]\n",
         env.config_toml()
     );
-    let worker = worker_engine(&refused).await;
-    let bad = okta_rds_sync::queue::QueuedDelivery::new(
+    let refusing = worker(&refused).await;
+    let bad = sealed(
         "q2",
         chrono::Utc::now(),
-        delivery(
+        &delivery(
             "q2",
             vec![event(ADD, Some(&u), Some(("00gADM", "admins")), 2, "b")],
-        )
-        .as_bytes(),
+        ),
     );
     assert_eq!(
-        retry_worker::handle_message(&worker, &bad.encode()).await,
+        refusing
+            .handle_message(&bad.encode(), std::time::Duration::from_secs(10))
+            .await,
         retry_worker::Disposition::Dropped
     );
 }

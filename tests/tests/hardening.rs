@@ -669,3 +669,112 @@ async fn a_profile_update_that_did_not_change_the_login_is_not_a_rename() {
             .can_login
     );
 }
+
+async fn enqueue(queue: &str, body: &str) {
+    okta_rds_sync_tests::sqs_client()
+        .await
+        .send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_worker_applies_only_what_the_hook_sealed() {
+    let env = TestEnv::new().await;
+    let queue = okta_rds_sync_tests::create_queue(&format!("{}-forged", env.prefix)).await;
+    let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0queue"), &env.login(n)));
+    let add = |u: &User, id: &str| delivery(id, vec![event(ADD, Some(u), Some(READERS), 1, id)]);
+    let now = chrono::Utc::now();
+
+    // Someone with sqs:SendMessage: a message in the current format with a made-up MAC, one sealed with
+    // another secret, a real message with its body swapped, and the old unsealed format.
+    let genuine = okta_rds_sync_tests::sealed("q-ann", now, &add(&ann, "q-ann"));
+    let mut made_up = genuine.clone();
+    made_up.mac = "AAAA".into();
+    made_up.body = add(&ben, "q-ben1");
+    let other_secret = okta_rds_sync::queue::QueuedDelivery::sealed(
+        "q-ben2",
+        now,
+        add(&ben, "q-ben2").as_bytes(),
+        &okta_rds_sync::queue::QueueSeal::new(
+            &okta_rds_sync::verify::HookSecret::parse("Bearer guessed").unwrap(),
+        ),
+    );
+    let mut swapped = genuine.clone();
+    swapped.body = add(&ben, "q-ann");
+    let unsealed = serde_json::json!({
+        "format": 1, "delivery_id": "q-ben3", "received_at": now, "body": add(&ben, "q-ben3")
+    });
+    for body in [
+        made_up.encode(),
+        other_secret.encode(),
+        swapped.encode(),
+        unsealed.to_string(),
+    ] {
+        enqueue(&queue, &body).await;
+    }
+    let worker = okta_rds_sync_tests::worker(&env.config_toml()).await;
+    let drained = okta_rds_sync_tests::drain(&worker, &queue).await;
+    assert_eq!((drained.applied, drained.failed), (0, 4), "{drained:?}");
+    assert!(env.role(&env.login("ben")).await.is_none());
+
+    // What the hook sealed is applied, including a message sealed before a rotation of the hook secret.
+    enqueue(&queue, &genuine.encode()).await;
+    env.sm
+        .put_secret_value()
+        .secret_id(&env.hook_secret_arn)
+        .secret_string(
+            serde_json::json!({"current": "Bearer rotated", "previous": okta_rds_sync_tests::DEMO_SECRET})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let after_rotation = okta_rds_sync_tests::worker(&env.config_toml()).await;
+    okta_rds_sync_tests::wait_for_redelivery().await;
+    let drained = okta_rds_sync_tests::drain(&after_rotation, &queue).await;
+    assert_eq!(drained.applied, 1, "{drained:?}");
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+    assert!(env.role(&env.login("ben")).await.is_none());
+}
+
+#[tokio::test]
+async fn the_worker_judges_event_times_against_the_original_receipt() {
+    let env = TestEnv::new().await;
+    let worker = okta_rds_sync_tests::worker(&env.config_toml()).await;
+    let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0skew"), &env.login(n)));
+    let received = chrono::Utc::now() - chrono::Duration::hours(1);
+    let body = delivery(
+        "late",
+        vec![
+            // Within the skew of the receipt: accepted, although applied an hour later.
+            stamped(
+                event(ADD, Some(&ann), Some(READERS), 0, "ok"),
+                &rfc3339(received + chrono::Duration::seconds(60)),
+            ),
+            // Before now, but half an hour after the receipt: a forgery.
+            stamped(
+                event(ADD, Some(&ben), Some(READERS), 0, "forged"),
+                &rfc3339(received + chrono::Duration::minutes(30)),
+            ),
+        ],
+    );
+    let message = okta_rds_sync_tests::sealed("late", received, &body);
+    assert_eq!(
+        worker
+            .handle_message(&message.encode(), std::time::Duration::from_secs(10))
+            .await,
+        retry_worker::Disposition::Applied
+    );
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+    assert!(env.role(&env.login("ben")).await.is_none());
+    assert!(
+        env.audit()
+            .await
+            .iter()
+            .any(|a| a.action == "refuse_event" && a.event_uuids == "forged")
+    );
+}

@@ -21,7 +21,7 @@ use okta_rds_sync::config::Config;
 use okta_rds_sync::db::Received;
 use okta_rds_sync::engine::Engine;
 use okta_rds_sync::okta::parse_delivery;
-use okta_rds_sync::queue::{QueuedDelivery, RetryQueue};
+use okta_rds_sync::queue::{QueueSeal, QueuedDelivery, RetryQueue};
 use okta_rds_sync::secrets::Secrets;
 use okta_rds_sync::verify::HookSecret;
 use serde_json::json;
@@ -215,7 +215,16 @@ async fn queue(
     let Some(queue) = &app.queue else {
         return false;
     };
-    let message = QueuedDelivery::new(delivery_id, received_at, body);
+    // The message is sealed with a key derived from the hook secret, so the worker applies nothing that
+    // did not pass through here.
+    let seal = match app.hook_secret(false).await {
+        Ok(secret) => QueueSeal::new(&secret),
+        Err(e) => {
+            tracing::error!(delivery_id, error = %e, "hook secret unavailable; delivery not queued");
+            return false;
+        }
+    };
+    let message = QueuedDelivery::sealed(delivery_id, received_at, body, &seal);
     match queue.send(&message, QUEUE_TIMEOUT).await {
         Ok(()) => {
             tracing::warn!(

@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use okta_rds_sync_tests::okta_server::OktaServer;
 use okta_rds_sync_tests::runtime::RuntimeApi;
 use okta_rds_sync_tests::{
-    READERS_GROUP, TestEnv, create_secret, function_env, okta_keypair, servers,
+    READERS_GROUP, TestEnv, WRITERS_GROUP, create_secret, function_env, okta_keypair, servers,
 };
 
 #[tokio::test]
@@ -23,6 +23,7 @@ async fn the_binary_dry_runs_checks_and_reconciles() {
         &[("00uBIN0001".into(), env.login("ann"), "ACTIVE")],
     )
     .await;
+    okta.set_members(WRITERS_GROUP, &[]).await;
     let creds = serde_json::json!({ "client_id": "0oaBIN", "kid": "k", "private_key": private })
         .to_string();
     let arn = create_secret(&env.sm, &format!("{}-okta-api", env.prefix), &creds).await;
