@@ -133,6 +133,10 @@ pub struct TargetConfig {
     pub protected_roles: Vec<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Users converged per transaction (each holds an advisory lock): bigger deliveries and reconcile runs
+    /// are applied in batches of this size, so they never exhaust the server's lock table.
+    #[serde(default = "default_users_per_transaction")]
+    pub users_per_transaction: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +184,9 @@ fn default_iam_role() -> String {
 }
 fn default_connect_timeout_ms() -> u64 {
     1000
+}
+fn default_users_per_transaction() -> usize {
+    500
 }
 
 /// A configuration problem; the message names the key.
@@ -330,6 +337,12 @@ impl Config {
             }
             if t.connect_timeout_ms == 0 {
                 return Err(invalid(key("connect_timeout_ms"), "must be greater than 0"));
+            }
+            if !(1..=5000).contains(&t.users_per_transaction) {
+                return Err(invalid(
+                    key("users_per_transaction"),
+                    "must be between 1 and 5000 (each user holds a lock in the server's shared lock table)",
+                ));
             }
         }
         for (i, g) in self.grants.iter().enumerate() {
@@ -507,6 +520,10 @@ roles = ["app_readonly"]
             (
                 MINIMAL.replace("[hook]", "[hook]\nmax_clock_skew_seconds = 86400"),
                 "hook.max_clock_skew_seconds",
+            ),
+            (
+                MINIMAL.replace("[[targets]]", "[[targets]]\nusers_per_transaction = 0"),
+                "targets[0].users_per_transaction",
             ),
             (
                 format!("[okta]\norg_url = \"http://acme.okta.com\"\n{MINIMAL}"),

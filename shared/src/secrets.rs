@@ -19,9 +19,15 @@ pub enum SecretError {
 }
 
 /// Cached access to Secrets Manager.
-#[derive(Debug)]
 pub struct Secrets {
     cache: SecretsManagerCachingClient,
+}
+
+/// Hand-written: the caching client's own `Debug` prints the cached secret values.
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<cached values redacted>)")
+    }
 }
 
 impl Secrets {

@@ -778,3 +778,78 @@ async fn the_worker_judges_event_times_against_the_original_receipt() {
             .any(|a| a.action == "refuse_event" && a.event_uuids == "forged")
     );
 }
+
+#[tokio::test]
+async fn nothing_that_holds_secrets_prints_them() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uDEBUG0001", &env.login("ann"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    // The hook secret and the master password are now cached in memory.
+    let printed = format!("{app:?} {:#?}", app);
+    let secret = okta_rds_sync_tests::DEMO_SECRET.trim_start_matches("Bearer ");
+    assert!(!printed.contains(secret), "{printed}");
+    assert!(!printed.contains("master-pw"), "{printed}");
+    let worker = okta_rds_sync_tests::worker(&env.config_toml()).await;
+    let printed = format!("{worker:?}");
+    assert!(!printed.contains(secret) && !printed.contains("master-pw"));
+}
+
+#[tokio::test]
+async fn a_delivery_touching_more_users_than_the_cap_is_applied_in_batches() {
+    let env = TestEnv::new().await;
+    let app = env
+        .app_from(&env.config_with("", "users_per_transaction = 3"))
+        .await;
+    let users: Vec<User> = (0..10)
+        .map(|i| User::new(&format!("00uCHUNK{i:04}"), &env.login(&format!("u{i}"))))
+        .collect();
+    let adds = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| event(ADD, Some(u), Some(WRITERS), 1, &format!("a{i}")))
+        .collect();
+    let s = send(&app, "d1", adds).await;
+    assert_eq!(s["targets"][0]["users"], 10, "{s}");
+    let su = env.superuser().await;
+    let transactions: i64 = su
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM okta_rds_sync.users WHERE role_name IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(transactions, 4, "10 users converged 3 at a time");
+    let sessions = [
+        env.open_session_as(&env.login("u0")).await,
+        env.open_session_as(&env.login("u9")).await,
+    ];
+    // Deleting the group touches every member: also in batches, sessions killed in each.
+    let s = send(
+        &app,
+        "d2",
+        vec![event(
+            "group.lifecycle.delete",
+            None,
+            Some(WRITERS),
+            2,
+            "del",
+        )],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["users"], 10, "{s}");
+    assert_eq!(s["targets"][0]["sessions_terminated"], 2, "{s}");
+    for session in sessions {
+        assert!(session.simple_query("SELECT 1").await.is_err());
+    }
+    for i in 0..10 {
+        let role = env.role(&env.login(&format!("u{i}"))).await.unwrap();
+        assert!(!role.can_login && role.member_of == set(&[&env.marker_role]));
+    }
+}

@@ -24,10 +24,6 @@ use crate::reconcile::{Listing, PlannedUser, RECONCILE_ACTOR, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::sql::postgres as sql;
 
-/// Users per reconcile transaction: each holds one advisory lock per user, and PostgreSQL's shared lock
-/// table is sized `max_locks_per_transaction` (64) x connections, small on small RDS instances.
-pub const RECONCILE_BATCH: usize = 500;
-
 /// How a delivery reached us: its id and when it was received (offboarding durations count from `at`;
 /// `wall` bounds the `published` time of its events).
 #[derive(Debug, Clone)]
@@ -140,8 +136,13 @@ impl PgTarget {
         &self.settings.cfg.name
     }
 
-    /// Apply the events of one delivery.
     /// Apply the events of one delivery; `refused` are its events stamped in the future, audited only.
+    ///
+    /// Up to `users_per_transaction` touched users, everything happens in one transaction (facts and plan
+    /// read under the users' locks). A bigger delivery (a large batch, or the deletion of a large group)
+    /// records its facts in one transaction without locks, then converges its users in batches of that
+    /// size, each its own transaction: one advisory lock per user would exhaust PostgreSQL's shared lock
+    /// table (`max_locks_per_transaction` x connections, small on small RDS instances).
     pub async fn apply(
         &mut self,
         secrets: &Secrets,
@@ -198,10 +199,14 @@ impl PgTarget {
             .iter()
             .filter_map(|e| e.user.as_ref().map(|u| u.id.as_str()))
             .collect();
-        let ids: Vec<String> = touched.keys().cloned().collect();
-        tx.query_one(sql::LOCK_USERS, &[&ids])
-            .await
-            .map_err(pg("lock users"))?;
+        let cap = settings.cfg.users_per_transaction;
+        let mut locked = touched.len() <= cap;
+        if locked {
+            let ids: Vec<String> = touched.keys().cloned().collect();
+            tx.query_one(sql::LOCK_USERS, &[&ids])
+                .await
+                .map_err(pg("lock users"))?;
+        }
 
         let mut news_by_group: Vec<String> = Vec::new();
         // Joining a group that is not mapped is not news; leaving any group, or its deletion, always is
@@ -234,9 +239,12 @@ impl PgTarget {
                 .map(|r| r.get::<_, String>(0))
                 .filter(|u| !touched.contains_key(u))
                 .collect();
-            tx.query_one(sql::LOCK_USERS, &[&extra])
-                .await
-                .map_err(pg("lock users"))?;
+            locked = locked && touched.len() + extra.len() <= cap;
+            if locked {
+                tx.query_one(sql::LOCK_USERS, &[&extra])
+                    .await
+                    .map_err(pg("lock users"))?;
+            }
             for user in rows.iter().map(|r| r.get::<_, String>(0)) {
                 touched.entry(user).or_default().extend(event.copied());
             }
@@ -264,14 +272,26 @@ impl PgTarget {
             })
             .collect();
         let ctx = settings.ctx(received, &conn.master);
-        let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
-        kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+        if locked {
+            let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
+            kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+            return Ok(summary);
+        }
+        tx.commit().await.map_err(pg("commit facts"))?;
+        let users: Vec<(String, Provenance)> = touched.into_iter().collect();
+        for batch in users.chunks(cap) {
+            let touched: BTreeMap<String, Provenance> = batch.iter().cloned().collect();
+            let converged =
+                converge_locked(conn, &ctx, &touched, None, "2s", &mut summary, false).await?;
+            kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
+        }
         Ok(summary)
     }
 
     /// Converge every listed and every managed user to a full Okta listing, in batches of
-    /// [`RECONCILE_BATCH`] users (each its own transaction: bounded locks, short transactions next to live
-    /// hook traffic). With `dry_run`, the same steps run and are rolled back, and live sessions are counted.
+    /// `users_per_transaction` users (each its own transaction: bounded locks, short transactions next to
+    /// live hook traffic). With `dry_run`, the same steps run and are rolled back, and live sessions are
+    /// counted.
     pub async fn reconcile(
         &mut self,
         secrets: &Secrets,
@@ -282,7 +302,6 @@ impl PgTarget {
         let settings = &self.settings;
         let (name, mapping, state) = (&settings.cfg.name, &settings.mapping, &settings.state);
         let conn = self.link.connection(settings, secrets).await?;
-        let server_version = conn.server_version;
         let pg = |ctx: &'static str| move |e: tokio_postgres::Error| classify_pg(ctx, &e);
 
         // The facts of the listing, per user; users in the state but no longer listed lose the membership.
@@ -363,26 +382,26 @@ impl PgTarget {
             ..ReconcileReport::default()
         };
         let users: Vec<(String, Vec<Fact>)> = facts.into_iter().collect();
-        for batch in users.chunks(RECONCILE_BATCH) {
-            let tx = begin(&mut conn.client, server_version, "30s").await?;
-            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-            tx.query_one(sql::LOCK_USERS, &[&ids])
-                .await
-                .map_err(pg("lock users"))?;
-            write_facts(
-                &tx,
-                state,
-                mapping,
-                &FactBatch::reduce(batch.iter().flat_map(|(_, f)| f.iter().cloned())),
-            )
-            .await?;
-            let touched: BTreeMap<String, Provenance> =
-                ids.into_iter().map(|id| (id, provenance.clone())).collect();
+        for batch in users.chunks(settings.cfg.users_per_transaction) {
+            let facts = FactBatch::reduce(batch.iter().flat_map(|(_, f)| f.iter().cloned()));
+            let touched: BTreeMap<String, Provenance> = batch
+                .iter()
+                .map(|(id, _)| (id.clone(), provenance.clone()))
+                .collect();
             let mut summary = TargetSummary {
                 target: name.clone(),
                 ..TargetSummary::default()
             };
-            let converged = converge(tx, &ctx, &touched, &mut summary, dry_run).await?;
+            let converged = converge_locked(
+                conn,
+                &ctx,
+                &touched,
+                Some(&facts),
+                "30s",
+                &mut summary,
+                dry_run,
+            )
+            .await?;
             report.sessions += if dry_run {
                 let roles: Vec<String> = converged
                     .offboarded
@@ -683,6 +702,27 @@ struct Converged {
     plans: Vec<UserPlan>,
 }
 
+/// One transaction: lock the `touched` users, record `facts` (if any), and converge them.
+async fn converge_locked(
+    conn: &mut Connection,
+    ctx: &Ctx<'_>,
+    touched: &BTreeMap<String, Provenance>,
+    facts: Option<&FactBatch>,
+    statement_timeout: &str,
+    summary: &mut TargetSummary,
+    dry_run: bool,
+) -> Result<Converged, SyncError> {
+    let tx = begin(&mut conn.client, conn.server_version, statement_timeout).await?;
+    let ids: Vec<&String> = touched.keys().collect();
+    tx.query_one(sql::LOCK_USERS, &[&ids])
+        .await
+        .map_err(|e| classify_pg("lock users", &e))?;
+    if let Some(facts) = facts {
+        write_facts(&tx, ctx.state, ctx.mapping, facts).await?;
+    }
+    converge(tx, ctx, touched, summary, dry_run).await
+}
+
 /// Plan every touched user from the recorded facts and the catalog, run the steps (one savepoint per user),
 /// audit, check the master is not locked out, then commit (or, for a dry run, roll everything back).
 async fn converge(
@@ -703,7 +743,7 @@ async fn converge(
     );
     let pg = |c: &'static str| move |e: tokio_postgres::Error| classify_pg(c, &e);
     let users: Vec<String> = touched.keys().cloned().collect();
-    summary.users = users.len();
+    summary.users += users.len();
     let facts = read_facts(&tx, state, &users).await?;
     let mut candidates: Vec<String> = Vec::new();
     for f in facts.values() {
