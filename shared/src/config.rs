@@ -266,16 +266,14 @@ impl Config {
                 "must be at most 3600 (an event stamped later than that is a forgery or a broken clock)",
             ));
         }
-        if let Some(url) = &self.okta.org_url {
-            let local = url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
-            if !(url.starts_with("https://") || local)
-                || url.trim_end_matches('/').matches('/').count() != 2
-            {
-                return Err(invalid(
-                    "okta.org_url",
-                    "must be the org's base URL, like https://acme.okta.com",
-                ));
-            }
+        if let Some(url) = &self.okta.org_url
+            && !is_org_url(url)
+        {
+            return Err(invalid(
+                "okta.org_url",
+                "must be exactly the org's base URL, https://<host> (like https://acme.okta.com): no user, \
+                 port, path, query or fragment",
+            ));
         }
         if self.targets.is_empty() {
             return Err(invalid(
@@ -405,6 +403,33 @@ fn check_identifier(key: &str, value: &str) -> Result<(), ConfigError> {
         return Err(invalid(key, "must not contain NUL"));
     }
     Ok(())
+}
+
+/// `https://<host>` exactly (a domain name, no user, port, path, query or fragment), or a loopback
+/// `http://127.0.0.1:<port>` / `http://localhost:<port>` for a local Okta emulator (tests, `make watch`):
+/// the reconcile sends its client assertion and tokens there.
+fn is_org_url(text: &str) -> bool {
+    let Ok(url) = url::Url::parse(text) else {
+        return false;
+    };
+    let bare = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.path() == "/"
+        && !text.ends_with("//");
+    let host = url.host();
+    let public = url.scheme() == "https"
+        && url.port().is_none()
+        && matches!(host, Some(url::Host::Domain(d)) if d.contains('.'));
+    let loopback = url.scheme() == "http"
+        && match host {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+    bare && (public || loopback)
 }
 
 /// RFC 9110 token characters only.
@@ -544,6 +569,38 @@ roles = ["app_readonly"]
         for (text, key) in cases {
             let err = parse(&text).expect_err(key).to_string();
             assert!(err.contains(key), "expected {key} in {err}");
+        }
+    }
+
+    #[test]
+    fn org_urls_are_exactly_an_origin() {
+        for good in [
+            "https://acme.okta.com",
+            "https://acme.okta.com/",
+            "https://login.acme-corp.example",
+            "http://127.0.0.1:8080",
+            "http://localhost:9000/",
+        ] {
+            assert!(is_org_url(good), "{good}");
+        }
+        for bad in [
+            "http://acme.okta.com",
+            "https://acme.okta.com/oauth2",
+            "https://acme.okta.com?x=1",
+            "https://acme.okta.com#x",
+            "https://user:pw@acme.okta.com",
+            "https://acme.okta.com@evil.example",
+            "https://acme.okta.com:8443",
+            "https://10.0.0.1",
+            "https://localhost",
+            "http://10.0.0.1:80",
+            "ftp://acme.okta.com",
+            "acme.okta.com",
+            "https://acme.okta.com/\\evil.example",
+            "https://acme.okta.com//",
+            "",
+        ] {
+            assert!(!is_org_url(bad), "{bad}");
         }
     }
 

@@ -7,9 +7,10 @@
 //!   server's nonce. New Okta service apps require DPoP;
 //! - the access token is cached until shortly before it expires;
 //! - group members via `/api/v1/groups/{id}/users?limit=200`, following `Link: rel="next"` (only to the
-//!   org's own origin, so the token never leaves it);
+//!   org's own origin, so the token never leaves it; never the same page twice; at most [`MAX_PAGES`]);
+//! - redirects are never followed (a token or a DPoP proof must not reach another URL);
 //! - HTTP 429: wait until `X-Rate-Limit-Reset`, measured against the response's `Date` (clock skew), plus
-//!   jitter, a bounded number of times.
+//!   jitter, a bounded number of times, and never past the caller's deadline (the function's timeout).
 //!
 //! Tokens, assertions and keys never appear in errors or logs.
 
@@ -28,6 +29,11 @@ const TOKEN_EARLY_REFRESH: Duration = Duration::from_secs(300);
 /// Longest wait for a rate-limit reset.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 pub const PAGE_SIZE: u32 = 200;
+/// Most pages of one group listing (2,000,000 users at 200 a page): a server that never ends its `next`
+/// links must not keep the function busy until its timeout.
+pub const MAX_PAGES: usize = 10_000;
+/// Longest single request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OktaError {
@@ -43,6 +49,8 @@ pub enum OktaError {
     },
     #[error("Okta rate limit on {path}: still limited after {retries} retries")]
     RateLimited { path: String, retries: u32 },
+    #[error("Okta rate limit on {path}: its reset comes after this run's deadline")]
+    Deadline { path: String },
     #[error("Okta response for {path} is not what was expected: {message}")]
     Invalid { path: String, message: String },
 }
@@ -51,7 +59,9 @@ impl OktaError {
     /// Whether a later attempt may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            OktaError::Transport { .. } | OktaError::RateLimited { .. } => true,
+            OktaError::Transport { .. }
+            | OktaError::RateLimited { .. }
+            | OktaError::Deadline { .. } => true,
             OktaError::Status { status, .. } => *status >= 500,
             _ => false,
         }
@@ -119,6 +129,8 @@ pub struct OktaClient {
     token: Mutex<Option<CachedToken>>,
     nonce: std::sync::Mutex<Option<String>>,
     max_retries: u32,
+    /// No request and no rate-limit wait goes past this (the invoking function's own deadline).
+    deadline: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for OktaClient {
@@ -237,8 +249,9 @@ impl OktaClient {
         let dpop_jwk = Jwk::from_encoding_key(&dpop_key, Algorithm::ES256)
             .map_err(|e| OktaError::Credentials(format!("DPoP key: {e}")))?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| OktaError::Credentials(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -253,7 +266,27 @@ impl OktaClient {
             token: Mutex::new(None),
             nonce: std::sync::Mutex::new(None),
             max_retries: 3,
+            deadline: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Bound every later request and rate-limit wait by `deadline` (`None`: only by the request timeout).
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        if let Ok(mut slot) = self.deadline.lock() {
+            *slot = deadline;
+        }
+    }
+
+    /// Time left before the deadline, if one is set.
+    fn time_left(&self) -> Option<Duration> {
+        let deadline = self.deadline.lock().ok().and_then(|d| *d)?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// How long the next request may take.
+    fn request_timeout(&self) -> Duration {
+        self.time_left()
+            .map_or(REQUEST_TIMEOUT, |left| left.min(REQUEST_TIMEOUT))
     }
 
     fn token_url(&self) -> String {
@@ -338,6 +371,7 @@ impl OktaClient {
             let response = self
                 .http
                 .post(&url)
+                .timeout(self.request_timeout())
                 .header("accept", "application/json")
                 .header("dpop", self.dpop_proof("POST", &url, None)?)
                 .form(&form)
@@ -403,7 +437,11 @@ impl OktaClient {
         let mut limited = 0;
         loop {
             let (token, dpop) = self.access_token().await?;
-            let mut request = self.http.get(url).header("accept", "application/json");
+            let mut request = self
+                .http
+                .get(url)
+                .timeout(self.request_timeout())
+                .header("accept", "application/json");
             request = if dpop {
                 request
                     .header("authorization", format!("DPoP {token}"))
@@ -435,6 +473,9 @@ impl OktaClient {
                         header("date").as_deref(),
                         Duration::from_millis(u64::from(jitter[0])),
                     );
+                    if self.time_left().is_some_and(|left| left <= wait) {
+                        return Err(OktaError::Deadline { path });
+                    }
                     tracing::warn!(%path, wait_ms = wait.as_millis() as u64, "Okta rate limit; waiting for the reset");
                     tokio::time::sleep(wait).await;
                 }
@@ -475,7 +516,21 @@ impl OktaClient {
             self.org
         );
         let mut users = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
+            let path = htu(&url).strip_prefix(&self.org).unwrap_or("?").to_owned();
+            if !seen.insert(url.clone()) {
+                return Err(OktaError::Invalid {
+                    path,
+                    message: "the next link points to a page already read (a loop)".into(),
+                });
+            }
+            if seen.len() > MAX_PAGES {
+                return Err(OktaError::Invalid {
+                    path,
+                    message: format!("more than {MAX_PAGES} pages"),
+                });
+            }
             let response = self.get(&url).await?;
             let next = response
                 .headers()
@@ -483,7 +538,6 @@ impl OktaClient {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(next_link);
-            let path = htu(&url).strip_prefix(&self.org).unwrap_or("?").to_owned();
             let page: Vec<OktaUser> = response.json().await.map_err(|e| OktaError::Invalid {
                 path: path.clone(),
                 message: e.without_url().to_string(),

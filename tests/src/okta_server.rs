@@ -6,7 +6,8 @@
 //!   `400 use_dpop_nonce` with a `DPoP-Nonce` header, as Okta does);
 //! - `GET /api/v1/groups/{id}/users?limit=&after=`: `Authorization: DPoP <token>` plus a proof bound to the
 //!   same key, with `ath`; pages linked with `Link: <…>; rel="next"`; optional 429s with
-//!   `X-Rate-Limit-Reset` and `Date`.
+//!   `X-Rate-Limit-Reset` and `Date`, a redirect elsewhere, or a `next` link that loops;
+//! - `GET /api/v1/users/{id}`: the same authentication; the user, or 404.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,6 +38,12 @@ pub struct OktaState {
     pub rate_limit_reset_secs: i64,
     /// Put a `next` link to another origin on the first page.
     pub foreign_next_link: bool,
+    /// Put a `next` link to the same page on every page.
+    pub looping_next_link: bool,
+    /// Answer member listings with `302 Location: <this>`.
+    pub redirect_to: Option<String>,
+    /// user id -> Okta `User` JSON, for `GET /api/v1/users/{id}`.
+    pub users: HashMap<String, Value>,
     pub token_lifetime_secs: u64,
     tokens: HashMap<String, String>,
 }
@@ -46,6 +53,7 @@ pub struct Counters {
     pub token_requests: AtomicU32,
     pub nonce_challenges: AtomicU32,
     pub api_requests: AtomicU32,
+    pub user_requests: AtomicU32,
     pub rate_limited: AtomicU32,
     pub rejected: AtomicU32,
 }
@@ -99,6 +107,13 @@ impl OktaServer {
             state,
             counters,
         }
+    }
+
+    /// Set what `GET /api/v1/users/{id}` answers for a user.
+    pub async fn set_user(&self, id: &str, login: &str, status: &str) {
+        let user =
+            json!({ "id": id, "status": status, "profile": { "login": login, "email": login } });
+        self.state.lock().await.users.insert(id.to_owned(), user);
     }
 
     /// Add members to a group: `(id, login, status)`.
@@ -197,6 +212,10 @@ async fn route(
                 .to_owned();
             members(&shared, &group, &query, dpop, authorization).await
         }
+        (Method::GET, p) if p.starts_with("/api/v1/users/") => {
+            let id = p.trim_start_matches("/api/v1/users/").to_owned();
+            user(&shared, &id, dpop, authorization).await
+        }
         _ => respond(
             StatusCode::NOT_FOUND,
             json!({ "errorCode": "E0000022" }),
@@ -271,6 +290,57 @@ async fn token(shared: &Shared, body: &[u8], dpop: Option<String>) -> Response<F
     }
 }
 
+/// The 401 for a GET of `url` without a DPoP-bound access token and its proof, if so.
+fn denial(
+    shared: &Shared,
+    state: &OktaState,
+    url: &str,
+    dpop: Option<String>,
+    authorization: Option<String>,
+) -> Option<Response<Full<Bytes>>> {
+    let token = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("DPoP "))
+        .unwrap_or("");
+    let bound = state.tokens.get(token).cloned();
+    let proof = dpop
+        .as_deref()
+        .map(|p| check_proof(shared, p, "GET", url, Some(token)));
+    match (bound, proof) {
+        (Some(jkt), Some(Ok(proof_jkt))) if jkt == proof_jkt => None,
+        _ => {
+            shared.counters.rejected.fetch_add(1, Ordering::SeqCst);
+            Some(respond(
+                StatusCode::UNAUTHORIZED,
+                json!({ "errorCode": "E0000011" }),
+                &[],
+            ))
+        }
+    }
+}
+
+async fn user(
+    shared: &Shared,
+    id: &str,
+    dpop: Option<String>,
+    authorization: Option<String>,
+) -> Response<Full<Bytes>> {
+    shared.counters.user_requests.fetch_add(1, Ordering::SeqCst);
+    let url = format!("{}/api/v1/users/{id}", shared.base);
+    let state = shared.state.lock().await;
+    if let Some(denied) = denial(shared, &state, &url, dpop, authorization) {
+        return denied;
+    }
+    match state.users.get(id) {
+        Some(u) => respond(StatusCode::OK, u.clone(), &[]),
+        None => respond(
+            StatusCode::NOT_FOUND,
+            json!({ "errorCode": "E0000007" }),
+            &[],
+        ),
+    }
+}
+
 async fn members(
     shared: &Shared,
     group: &str,
@@ -281,24 +351,15 @@ async fn members(
     let n = shared.counters.api_requests.fetch_add(1, Ordering::SeqCst) + 1;
     let url = format!("{}/api/v1/groups/{group}/users", shared.base);
     let state = shared.state.lock().await;
-    let token = authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("DPoP "))
-        .unwrap_or("");
-    let bound = state.tokens.get(token).cloned();
-    let proof = dpop
-        .as_deref()
-        .map(|p| check_proof(shared, p, "GET", &url, Some(token)));
-    match (bound, proof) {
-        (Some(jkt), Some(Ok(proof_jkt))) if jkt == proof_jkt => {}
-        _ => {
-            shared.counters.rejected.fetch_add(1, Ordering::SeqCst);
-            return respond(
-                StatusCode::UNAUTHORIZED,
-                json!({ "errorCode": "E0000011" }),
-                &[],
-            );
-        }
+    if let Some(denied) = denial(shared, &state, &url, dpop, authorization) {
+        return denied;
+    }
+    if let Some(location) = &state.redirect_to {
+        return respond(
+            StatusCode::FOUND,
+            json!({}),
+            &[("location", location.clone())],
+        );
     }
     if state.rate_limit_every > 0 && n.is_multiple_of(state.rate_limit_every) {
         shared.counters.rate_limited.fetch_add(1, Ordering::SeqCst);
@@ -338,7 +399,12 @@ async fn members(
     };
     let page: Vec<Value> = all.iter().skip(after).take(limit).cloned().collect();
     let mut headers = vec![("link", format!("<{url}?limit={limit}>; rel=\"self\""))];
-    if state.foreign_next_link {
+    if state.looping_next_link {
+        headers.push((
+            "link",
+            format!("<{url}?limit={limit}&after={after}>; rel=\"next\""),
+        ));
+    } else if state.foreign_next_link {
         headers.push((
             "link",
             "<https://evil.example/api/v1/groups/x/users?after=1>; rel=\"next\"".into(),

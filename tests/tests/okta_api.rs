@@ -160,3 +160,56 @@ async fn the_token_is_refreshed_before_it_expires() {
         "refreshed"
     );
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (server, client) = setup("ec").await;
+    let (elsewhere, _) = setup("ec").await;
+    server.set_members("00gREADERS1", &members(5, "r")).await;
+    elsewhere.set_members("00gREADERS1", &members(5, "r")).await;
+    server.state.lock().await.redirect_to =
+        Some(format!("{}/api/v1/groups/00gREADERS1/users", elsewhere.url));
+    let err = client.group_members("00gREADERS1").await.unwrap_err();
+    assert!(
+        matches!(err, OktaError::Status { status: 302, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        elsewhere.counters.api_requests.load(Ordering::SeqCst)
+            + elsewhere.counters.token_requests.load(Ordering::SeqCst),
+        0,
+        "no request, token or proof reached the redirect's target"
+    );
+}
+
+#[tokio::test]
+async fn a_next_link_that_loops_ends_the_listing_with_an_error() {
+    let (server, client) = setup("ec").await;
+    server.set_members("00gREADERS1", &members(450, "r")).await;
+    server.state.lock().await.looping_next_link = true;
+    let started = Instant::now();
+    let err = client.group_members("00gREADERS1").await.unwrap_err();
+    assert!(err.to_string().contains("loop"), "{err}");
+    assert!(server.counters.api_requests.load(Ordering::SeqCst) <= 3);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn rate_limit_waits_never_pass_the_deadline() {
+    let (server, client) = setup("ec").await;
+    server.set_members("00gREADERS1", &members(5, "r")).await;
+    {
+        let mut state = server.state.lock().await;
+        state.rate_limit_every = 1;
+        state.rate_limit_reset_secs = 30;
+    }
+    client.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
+    let started = Instant::now();
+    let err = client.group_members("00gREADERS1").await.unwrap_err();
+    assert!(matches!(err, OktaError::Deadline { .. }), "{err}");
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "gave up at once instead of sleeping past the deadline"
+    );
+}

@@ -235,10 +235,13 @@ async fn the_function_dry_runs_checks_drift_and_reconciles() {
         .unwrap();
 
     let dry = app
-        .handle(reconcile::ReconcileRequest {
-            dry_run: true,
-            check: false,
-        })
+        .handle(
+            reconcile::ReconcileRequest {
+                dry_run: true,
+                check: false,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(dry["dry_run"], true);
@@ -253,16 +256,19 @@ async fn the_function_dry_runs_checks_drift_and_reconciles() {
         "dry run changed nothing"
     );
     let drift = app
-        .handle(reconcile::ReconcileRequest {
-            dry_run: false,
-            check: true,
-        })
+        .handle(
+            reconcile::ReconcileRequest {
+                dry_run: false,
+                check: true,
+            },
+            None,
+        )
         .await
         .unwrap_err();
     assert!(drift.starts_with("drift"), "{drift}");
 
     let real = app
-        .handle(reconcile::ReconcileRequest::default())
+        .handle(reconcile::ReconcileRequest::default(), None)
         .await
         .unwrap();
     assert_eq!(real["targets"][0]["changes"], dry["targets"][0]["changes"]);
@@ -272,10 +278,13 @@ async fn the_function_dry_runs_checks_drift_and_reconciles() {
         "a suspended member is not entitled"
     );
     let clean = app
-        .handle(reconcile::ReconcileRequest {
-            dry_run: false,
-            check: true,
-        })
+        .handle(
+            reconcile::ReconcileRequest {
+                dry_run: false,
+                check: true,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(clean["drift"], false);

@@ -6,7 +6,7 @@
 //! - `{"check": true}`: a dry run that fails the invocation when the databases differ from Okta (a drift
 //!   gate for CI or monitoring).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use okta_rds_sync::config::Config;
 use okta_rds_sync::engine::Engine;
@@ -74,8 +74,19 @@ impl ReconcileApp {
     }
 
     /// Run once. `Err` fails the invocation: Okta or a target failed, or (`check`) the databases drifted.
-    pub async fn handle(&self, request: ReconcileRequest) -> Result<Value, String> {
+    /// `deadline` is the invocation's: Okta's listing (with its rate-limit waits) must end by three
+    /// quarters of the time left, so the databases still get the rest.
+    pub async fn handle(
+        &self,
+        request: ReconcileRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Value, String> {
         let dry_run = request.dry_run || request.check;
+        let listing_deadline = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Instant::now() + left.mul_f64(0.75)
+        });
+        self.okta.set_deadline(listing_deadline);
         let listing = fetch_listing(&self.okta, &self.config)
             .await
             .map_err(|e| e.to_string())?;

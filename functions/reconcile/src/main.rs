@@ -14,7 +14,10 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = ReconcileRequest::from_payload(event.payload).map_err(Error::from)?;
-        app.handle(request).await.map_err(Error::from)
+        let deadline = okta_rds_sync::startup::deadline_instant(event.context.deadline);
+        app.handle(request, Some(deadline))
+            .await
+            .map_err(Error::from)
     }))
     .await
 }

@@ -1,7 +1,7 @@
 //! Lambda entry point of the retry worker (SQS event source with ReportBatchItemFailures).
 #![recursion_limit = "256"]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use okta_rds_sync::secrets::Secrets;
@@ -15,17 +15,9 @@ async fn main() -> Result<(), Error> {
     let worker = &worker;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-            let deadline = instant_of(event.context.deadline);
+            let deadline = okta_rds_sync::startup::deadline_instant(event.context.deadline);
             Ok::<_, Error>(worker.handle_batch(event.payload, deadline).await)
         },
     ))
     .await
-}
-
-/// The invocation's deadline (milliseconds since the epoch) on the monotonic clock.
-fn instant_of(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
