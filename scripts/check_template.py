@@ -21,8 +21,8 @@ ALLOWED_ACTIONS = {
 }
 # The secrets each function may read: nothing else.
 SECRETS_OF = {
-    "OktaHookFunction": {"HookSecretArn", "MasterSecretArns"},
-    "RetryWorkerFunction": {"HookSecretArn", "MasterSecretArns"},
+    "OktaHookFunction": {"HookSecretArn", "MasterSecretArns", "OktaApiSecretArn"},
+    "RetryWorkerFunction": {"HookSecretArn", "MasterSecretArns", "OktaApiSecretArn"},
     "ReconcileFunction": {"OktaApiSecretArn", "MasterSecretArns"},
 }
 
@@ -312,7 +312,7 @@ def weakenings():
         ("visibility shorter than processing", lambda t: t["Resources"]["RetryQueue"]["Properties"].update(VisibilityTimeout=30)),
         ("whole-batch retries", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"]["Events"]["Retry"]["Properties"].pop("FunctionResponseTypes")),
         ("reconcile reads the hook secret", lambda t: next(s for s in statements(t["Resources"]["ReconcileFunction"]["Properties"]["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource={"Ref": "HookSecretArn"})),
-        ("worker reads the Okta API secret", lambda t: next(s for s in statements(worker(t)["Policies"]) if s.get("Sid") == "ReadOwnSecrets").update(Resource=[{"Ref": "OktaApiSecretArn"}])),
+        ("worker reads another secret", lambda t: next(s for s in statements(worker(t)["Policies"]) if s.get("Sid") == "ReadOktaApiSecret").update(Resource={"Ref": "SecretsKmsKeyArn"})),
         ("anyone may send to the queue", drop_queue_statement("OnlyTheHookSends")),
         ("anyone may drain the queue", drop_queue_statement("OnlyTheWorkerConsumes")),
         ("another role may send to the queue", lambda t: queue_statement("OnlyTheHookSends")(t)["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].append({"Fn::Sub": "arn:aws:iam::${AWS::AccountId}:role/other"})),

@@ -1,5 +1,6 @@
 //! The engine: a delivery in, every target converged (or a classified error per target) out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -10,6 +11,7 @@ use crate::error::SyncError;
 use crate::journal::refuse_future;
 use crate::okta::Delivery;
 use crate::secrets::Secrets;
+use crate::status_lookup::StatusLookup;
 
 #[derive(Debug)]
 pub struct Engine {
@@ -17,6 +19,8 @@ pub struct Engine {
     targets: Vec<Mutex<Target>>,
     budget: Duration,
     max_clock_skew: Duration,
+    /// Okta's API, for users whose status was never seen (when the config names it).
+    status_lookup: Option<Arc<StatusLookup>>,
 }
 
 /// What happened on each target.
@@ -66,6 +70,7 @@ impl Engine {
             targets,
             budget,
             max_clock_skew: Duration::from_secs(config.hook.max_clock_skew_seconds),
+            status_lookup: StatusLookup::from_config(config),
         })
     }
 
@@ -120,7 +125,13 @@ impl Engine {
             let name = target.name().to_owned();
             let result = tokio::time::timeout_at(
                 deadline,
-                target.apply(&self.secrets, received, &events, &refused),
+                target.apply(
+                    &self.secrets,
+                    received,
+                    &events,
+                    &refused,
+                    self.status_lookup.as_ref(),
+                ),
             )
             .await
             .unwrap_or_else(|_| {

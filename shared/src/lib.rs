@@ -20,5 +20,6 @@ pub mod reconcile;
 pub mod secrets;
 pub mod sql;
 pub mod startup;
+pub mod status_lookup;
 pub mod tls;
 pub mod verify;

@@ -503,6 +503,24 @@ impl OktaClient {
         }
     }
 
+    /// One user (`GET /api/v1/users/{id}`).
+    pub async fn user(&self, user_id: &str) -> Result<OktaUser, OktaError> {
+        let path = "/api/v1/users".to_owned();
+        if !crate::okta::is_okta_id(user_id) {
+            return Err(OktaError::Invalid {
+                path,
+                message: format!("{user_id:?} is not a user id"),
+            });
+        }
+        let response = self
+            .get(&format!("{}/api/v1/users/{user_id}", self.org))
+            .await?;
+        response.json().await.map_err(|e| OktaError::Invalid {
+            path,
+            message: e.without_url().to_string(),
+        })
+    }
+
     /// Every member of a group (all pages).
     pub async fn group_members(&self, group_id: &str) -> Result<Vec<OktaUser>, OktaError> {
         if !crate::okta::is_okta_id(group_id) {

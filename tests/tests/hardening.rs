@@ -853,3 +853,96 @@ async fn a_delivery_touching_more_users_than_the_cap_is_applied_in_batches() {
         assert!(!role.can_login && role.member_of == set(&[&env.marker_role]));
     }
 }
+
+#[tokio::test]
+async fn a_user_never_seen_gets_login_only_if_okta_says_active() {
+    let env = TestEnv::new().await;
+    let (private, public) = okta_keypair("ec");
+    let okta = OktaServer::start("0oaLOOKUP", &public, Algorithm::ES256).await;
+    let creds = serde_json::json!({ "client_id": "0oaLOOKUP", "kid": "k", "private_key": private });
+    let arn = okta_rds_sync_tests::create_secret(
+        &env.sm,
+        &format!("{}-okta-api", env.prefix),
+        &creds.to_string(),
+    )
+    .await;
+    let with_api = env.config_toml().replace(
+        "[okta]\n",
+        &format!(
+            "[okta]\norg_url = \"{}\"\napi_secret_arn = \"{arn}\"\n",
+            okta.url
+        ),
+    );
+    let app = env.app_from(&with_api).await;
+    let [gone, active, unknown] =
+        ["gone", "active", "unknown"].map(|n| User::new(&format!("00u{n}0look"), &env.login(n)));
+    okta.set_user(&gone.id, &gone.login, "DEPROVISIONED").await;
+    okta.set_user(&active.id, &active.login, "ACTIVE").await;
+    // `unknown` is not in Okta's answers (404).
+    let s = send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&gone), Some(READERS), 1, "e1"),
+            event(ADD, Some(&active), Some(READERS), 1, "e2"),
+            event(ADD, Some(&unknown), Some(READERS), 1, "e3"),
+        ],
+    )
+    .await;
+    assert!(
+        env.role(&env.login("gone")).await.is_none(),
+        "deactivated in Okta: no LOGIN on a group add alone"
+    );
+    assert!(env.role(&env.login("active")).await.unwrap().can_login);
+    assert!(env.role(&env.login("unknown")).await.is_none());
+    assert_eq!(s["targets"][0]["refused"], 1, "{s}");
+    assert!(
+        env.audit()
+            .await
+            .iter()
+            .any(|a| a.action == "status_unverified" && a.okta_id == unknown.id)
+    );
+    let lookups = okta
+        .counters
+        .user_requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(lookups, 3);
+    // The answers are recorded: the next event for these users asks Okta nothing.
+    send(
+        &app,
+        "d2",
+        vec![
+            event(ADD, Some(&active), Some(WRITERS), 2, "e4"),
+            event(ADD, Some(&gone), Some(WRITERS), 2, "e5"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        okta.counters
+            .user_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        lookups
+    );
+    assert!(env.role(&env.login("gone")).await.is_none());
+
+    // Without the API, the assumption is audited.
+    let plain = env.app().await;
+    let new = User::new("00unew00look", &env.login("new"));
+    send(
+        &plain,
+        "d3",
+        vec![event(ADD, Some(&new), Some(READERS), 1, "e6")],
+    )
+    .await;
+    let login = env
+        .audit()
+        .await
+        .into_iter()
+        .find(|a| a.okta_id == new.id && a.action == "enable_login")
+        .unwrap();
+    assert!(
+        login.detail.contains("status_unverified"),
+        "{}",
+        login.detail
+    );
+}

@@ -9,6 +9,8 @@ use crate::config::{Config, Engine, TargetConfig};
 use crate::error::SyncError;
 use crate::okta::OktaEvent;
 use crate::secrets::Secrets;
+use crate::status_lookup::StatusLookup;
+use std::sync::Arc;
 
 /// One configured database, with its kept connection.
 #[derive(Debug)]
@@ -50,9 +52,13 @@ impl Target {
         received: &Received,
         events: &[OktaEvent],
         refused: &[OktaEvent],
+        status_lookup: Option<&Arc<StatusLookup>>,
     ) -> Result<TargetSummary, SyncError> {
         match self {
-            Target::Postgres(t) => t.apply(secrets, received, events, refused).await,
+            Target::Postgres(t) => {
+                t.apply(secrets, received, events, refused, status_lookup)
+                    .await
+            }
         }
     }
 }

@@ -19,10 +19,16 @@ use crate::config::{Config, TargetConfig};
 use crate::error::{SyncError, classify_pg};
 use crate::journal::{Fact, FactBatch, Stamp, UserFacts, UserStatus, facts_of, status_from_okta};
 use crate::okta::{GroupRef, OktaEvent, is_okta_id};
+use crate::plan::Step;
 use crate::plan::{ActualRole, ActualRoles, Mapping, UserPlan, plan_user, role_name_for};
 use crate::reconcile::{Listing, PlannedUser, RECONCILE_ACTOR, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::sql::postgres as sql;
+use crate::status_lookup::StatusLookup;
+use std::sync::Arc;
+
+/// Longest wait for Okta's answers about users whose status was never seen (inside a delivery's budget).
+const STATUS_LOOKUP_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// How a delivery reached us: its id and when it was received (offboarding durations count from `at`;
 /// `wall` bounds the `published` time of its events).
@@ -149,6 +155,7 @@ impl PgTarget {
         received: &Received,
         events: &[OktaEvent],
         refused: &[OktaEvent],
+        status_lookup: Option<&Arc<StatusLookup>>,
     ) -> Result<TargetSummary, SyncError> {
         let settings = &self.settings;
         let (name, mapping, state) = (&settings.cfg.name, &settings.mapping, &settings.state);
@@ -271,7 +278,8 @@ impl PgTarget {
                 (id, provenance)
             })
             .collect();
-        let ctx = settings.ctx(received, &conn.master);
+        let mut ctx = settings.ctx(received, &conn.master);
+        ctx.status_lookup = status_lookup.map(|l| (l, secrets));
         if locked {
             let converged = converge(tx, &ctx, &touched, &mut summary, false).await?;
             kill_sessions(&conn.client, &ctx, converged.offboarded, &mut summary).await?;
@@ -641,6 +649,7 @@ impl Settings {
             protected,
             untouchable: &self.untouchable,
             received,
+            status_lookup: None,
         }
     }
 }
@@ -685,6 +694,8 @@ struct Ctx<'a> {
     protected: BTreeSet<String>,
     untouchable: &'a [String],
     received: &'a Received,
+    /// Okta's API for users whose status was never seen (deliveries only; a listing has statuses).
+    status_lookup: Option<(&'a Arc<StatusLookup>, &'a Secrets)>,
 }
 
 /// A role that lost access and whose sessions must end.
@@ -744,7 +755,8 @@ async fn converge(
     let pg = |c: &'static str| move |e: tokio_postgres::Error| classify_pg(c, &e);
     let users: Vec<String> = touched.keys().cloned().collect();
     summary.users += users.len();
-    let facts = read_facts(&tx, state, &users).await?;
+    let mut facts = read_facts(&tx, state, &users).await?;
+    let unverified = verify_statuses(&tx, ctx, &mut facts).await?;
     let mut candidates: Vec<String> = Vec::new();
     for f in facts.values() {
         candidates.extend(f.role_name.clone());
@@ -764,6 +776,27 @@ async fn converge(
     let mut offboarded: Vec<Offboarded> = Vec::new();
     let mut plans: Vec<UserPlan> = Vec::new();
     for (okta_id, user_facts) in &facts {
+        let provenance = touched.get(okta_id).cloned().unwrap_or_default();
+        if let Some(why) = unverified.get(okta_id) {
+            // Okta's API is configured but did not answer for this user: change nothing for them now.
+            summary.refused += 1;
+            audit.push(AuditEntry {
+                target: name.to_owned(),
+                delivery_id: received.delivery_id.clone(),
+                event_uuids: provenance.uuids.clone(),
+                actor: provenance.actor.clone(),
+                okta_id: Some(okta_id.clone()),
+                role: user_facts.role_name.clone(),
+                action: "status_unverified".into(),
+                detail: Some(format!(
+                    "the user's status was never seen and Okta's API did not give it ({why}); nothing \
+                     changed for this user (the reconcile or the next event will converge them)"
+                )),
+                outcome: Outcome::Refused,
+                duration_ms: ms(received.at.elapsed()),
+            });
+            continue;
+        }
         let by_login = user_facts
             .login
             .as_deref()
@@ -779,7 +812,6 @@ async fn converge(
             mapping,
             protected,
         );
-        let provenance = touched.get(okta_id).cloned().unwrap_or_default();
         let (uuids, actor) = (provenance.uuids.clone(), provenance.actor.clone());
         let entry =
             |action: &str, role: Option<String>, detail: Option<String>, outcome| AuditEntry {
@@ -830,10 +862,19 @@ async fn converge(
             Ok(()) => {
                 for step in &plan.steps {
                     summary.changes += 1;
+                    let mut detail = step_detail(step);
+                    if matches!(step, Step::SetLogin { login: true, .. })
+                        && user_facts.status.is_none()
+                    {
+                        detail.push_str(
+                            " (status_unverified: no lifecycle event or listing seen for this user; \
+                             set [okta] org_url and api_secret_arn to look it up)",
+                        );
+                    }
                     audit.push(entry(
                         sql::step_action(step),
                         plan.role.clone(),
-                        Some(step_detail(step)),
+                        Some(detail),
                         Outcome::Applied,
                     ));
                 }
@@ -892,6 +933,56 @@ async fn converge(
         }
     }
     Ok(Converged { offboarded, plans })
+}
+
+/// Look up, through Okta's API (when configured), the status of users who would be entitled but whose status
+/// was never seen, record each answer as a status fact stamped with the lookup time, and put it in `facts`.
+/// Returns the users Okta did not answer for, and why.
+async fn verify_statuses(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    facts: &mut BTreeMap<String, UserFacts>,
+) -> Result<BTreeMap<String, String>, SyncError> {
+    let Some((lookup, secrets)) = ctx.status_lookup else {
+        return Ok(BTreeMap::new());
+    };
+    let unknown: Vec<String> = facts
+        .values()
+        .filter(|f| f.status.is_none() && !ctx.mapping.roles_for(&f.groups).is_empty())
+        .map(|f| f.okta_id.clone())
+        .collect();
+    if unknown.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let answers = lookup
+        .statuses(secrets, &unknown, STATUS_LOOKUP_TIMEOUT)
+        .await;
+    let mut found = Vec::new();
+    let mut unanswered = BTreeMap::new();
+    for (id, answer) in answers {
+        match answer {
+            Ok(looked_up) => {
+                if let Some(f) = facts.get_mut(&id) {
+                    f.status = Some(looked_up.status);
+                }
+                let stamp = Stamp {
+                    published: looked_up.at,
+                    uuid: format!("okta-api:{}", looked_up.at.timestamp_micros()),
+                };
+                found.push(Fact::Status {
+                    user: id,
+                    status: looked_up.status,
+                    stamp,
+                });
+            }
+            Err(why) => {
+                tracing::warn!(okta_user = %id, error = %why, "Okta user status lookup failed");
+                unanswered.insert(id, why);
+            }
+        }
+    }
+    write_facts(tx, ctx.state, ctx.mapping, &FactBatch::reduce(found)).await?;
+    Ok(unanswered)
 }
 
 /// After commit: kill the sessions of every role that lost access and prove none is left. A failure is
