@@ -946,3 +946,60 @@ async fn a_user_never_seen_gets_login_only_if_okta_says_active() {
         login.detail
     );
 }
+
+#[tokio::test]
+async fn a_revoke_is_audited_as_what_the_catalog_then_says() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uREVOKE001", &env.login("ann"));
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&u), Some(READERS), 1, "e1"),
+            event(ADD, Some(&u), Some(WRITERS), 1, "e2"),
+        ],
+    )
+    .await;
+    // A DBA also grants ann the writers' role, as the superuser.
+    let su = env.superuser().await;
+    let role = okta_rds_sync::sql::postgres::quote_ident(&env.login("ann")).unwrap();
+    su.batch_execute(&format!(
+        "GRANT {} TO {role} GRANTED BY postgres",
+        env.readwrite_role
+    ))
+    .await
+    .unwrap();
+    let version: String = su
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let s = send(
+        &app,
+        "d2",
+        vec![event(REMOVE, Some(&u), Some(WRITERS), 2, "e3")],
+    )
+    .await;
+    let member = env
+        .role(&env.login("ann"))
+        .await
+        .unwrap()
+        .member_of
+        .contains(&env.readwrite_role);
+    let revoke = env
+        .audit()
+        .await
+        .into_iter()
+        .find(|a| a.action == "revoke")
+        .unwrap();
+    if version.parse::<u32>().unwrap() >= 160_000 {
+        // PostgreSQL 16+: the master's REVOKE removed only its own grant; the DBA's remains.
+        assert!(member);
+        assert_eq!(revoke.outcome, "failed", "{}", revoke.detail);
+        assert_eq!(s["targets"][0]["failed"], 1, "{s}");
+    } else {
+        assert!(!member);
+        assert_eq!(revoke.outcome, "applied");
+    }
+}

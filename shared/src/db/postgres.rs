@@ -775,6 +775,8 @@ async fn converge(
     let mut recorded: Vec<(String, String)> = Vec::new();
     let mut offboarded: Vec<Offboarded> = Vec::new();
     let mut plans: Vec<UserPlan> = Vec::new();
+    // Revokes made, with the index of their audit entry: checked against the catalog afterwards.
+    let mut revoked: Vec<(String, String, usize)> = Vec::new();
     for (okta_id, user_facts) in &facts {
         let provenance = touched.get(okta_id).cloned().unwrap_or_default();
         if let Some(why) = unverified.get(okta_id) {
@@ -871,6 +873,9 @@ async fn converge(
                              set [okta] org_url and api_secret_arn to look it up)",
                         );
                     }
+                    if let Step::Revoke { granted, from } = step {
+                        revoked.push((from.clone(), granted.clone(), audit.len()));
+                    }
                     audit.push(entry(
                         sql::step_action(step),
                         plan.role.clone(),
@@ -906,6 +911,9 @@ async fn converge(
             }
         }
     }
+    if !revoked.is_empty() {
+        audit_remaining_memberships(&tx, &revoked, &mut audit, summary).await?;
+    }
     if !recorded.is_empty() {
         let (ids, names): (Vec<String>, Vec<String>) = recorded.into_iter().unzip();
         tx.execute(&state.record_roles, &[&ids, &names])
@@ -933,6 +941,37 @@ async fn converge(
         }
     }
     Ok(Converged { offboarded, plans })
+}
+
+/// Re-read the memberships just revoked: any that survived (PostgreSQL 16+ keeps one another role also
+/// granted) turns its audit entry into a failure, so the audit says what is true and the alarm fires.
+async fn audit_remaining_memberships(
+    tx: &Transaction<'_>,
+    revoked: &[(String, String, usize)],
+    audit: &mut [AuditEntry],
+    summary: &mut TargetSummary,
+) -> Result<(), SyncError> {
+    let members: Vec<&str> = revoked.iter().map(|r| r.0.as_str()).collect();
+    let granted: Vec<&str> = revoked.iter().map(|r| r.1.as_str()).collect();
+    let rows = tx
+        .query(sql::REMAINING_MEMBERSHIPS, &[&members, &granted])
+        .await
+        .map_err(|e| classify_pg("re-read memberships", &e))?;
+    for row in rows {
+        let (member, role): (String, String) = (row.get(0), row.get(1));
+        for (_, _, index) in revoked.iter().filter(|r| r.0 == member && r.1 == role) {
+            if let Some(entry) = audit.get_mut(*index) {
+                entry.outcome = Outcome::Failed;
+                entry.detail = Some(format!(
+                    "revoked {role} but the membership remains: another role granted it too (PostgreSQL \
+                     16+ revokes only the revoking role's grant); revoke it as that grantor"
+                ));
+                summary.changes = summary.changes.saturating_sub(1);
+                summary.failed += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Look up, through Okta's API (when configured), the status of users who would be entitled but whose status

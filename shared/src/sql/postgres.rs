@@ -400,6 +400,17 @@ WHERE r.rolname::text = ANY($1::text[])
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s WHERE s.rolname IN ('rds_superuser', 'rdsadmin')
                   AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')))";
 
+/// Of the memberships `($1[i] member of $2[i])` just revoked, those that still exist: on PostgreSQL 16+ a
+/// REVOKE only removes the grant made by the revoking role, so a membership another role also granted
+/// survives it.
+pub const REMAINING_MEMBERSHIPS: &str = "
+SELECT x.member, x.granted
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS x (member, granted)
+WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+              JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+              JOIN pg_catalog.pg_roles u ON u.oid = m.member
+              WHERE u.rolname::text = x.member AND r.rolname::text = x.granted)";
+
 pub const EXISTING_ROLES: &str =
     "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname::text = ANY($1::text[])";
 
@@ -554,6 +565,7 @@ mod tests {
                 MASTER_INHERITS_ROLE,
                 PRIVILEGED_ROLES,
                 EXISTING_ROLES,
+                REMAINING_MEMBERSHIPS,
                 SERVER_VERSION,
                 PING,
                 BOOTSTRAP_LOCK,
