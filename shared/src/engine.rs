@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::db::{Received, Target, TargetSummary};
+use crate::converge::{Received, TargetSummary};
+use crate::db::Target;
 use crate::error::SyncError;
 use crate::journal::refuse_future;
 use crate::okta::Delivery;
@@ -135,7 +136,7 @@ impl Engine {
             )
             .await
             .unwrap_or_else(|_| {
-                Err(SyncError::Transient(format!(
+                Err(SyncError::transient(format!(
                     "target {name}: time budget exceeded"
                 )))
             });

@@ -1,27 +1,114 @@
-//! Errors of applying a delivery to a target, classified by what the caller should do about them.
+//! Errors of applying a delivery to a target, classified by what the caller should do about them. The
+//! error that caused one (a driver's, an AWS SDK's) is kept as its source.
 
-/// What went wrong on a target, and whether trying again later can help.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SyncError {
+use std::sync::Arc;
+
+/// What a caller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
     /// The database or an AWS service is unreachable, overloaded, out of a resource, failing over or timed
     /// out: retry later (the retry worker does, then the dead-letter queue keeps it).
-    #[error("transient: {0}")]
-    Transient(String),
-    /// The database rejected the master credentials (SQLSTATE 28P01 / 28000).
-    #[error("authentication failed: {0}")]
-    Auth(String),
+    Transient,
+    /// The database rejected the master credentials (PostgreSQL 28P01 / 28000, MySQL 1045).
+    Auth,
     /// Bad configuration or a state no retry can fix.
-    #[error("{0}")]
-    Permanent(String),
+    Permanent,
+}
+
+/// What went wrong on a target, whether trying again later can help, and the underlying error.
+#[derive(Debug, Clone)]
+pub struct SyncError {
+    kind: ErrorKind,
+    context: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl SyncError {
+    pub fn transient(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, context)
+    }
+
+    pub fn permanent(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Permanent, context)
+    }
+
+    pub fn auth(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Auth, context)
+    }
+
+    pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
+        Self {
+            kind,
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` caused by `source`.
+    pub fn caused_by(
+        kind: ErrorKind,
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// An error of the kind a SQLSTATE classification gave.
+    pub fn from_kind(
+        kind: SqlStateKind,
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let kind = match kind {
+            SqlStateKind::Transient => ErrorKind::Transient,
+            SqlStateKind::Auth => ErrorKind::Auth,
+            SqlStateKind::Permanent => ErrorKind::Permanent,
+        };
+        Self::caused_by(kind, context, source)
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
     pub fn is_transient(&self) -> bool {
-        matches!(self, SyncError::Transient(_))
+        self.kind == ErrorKind::Transient
+    }
+
+    pub fn is_auth(&self) -> bool {
+        self.kind == ErrorKind::Auth
     }
 }
 
-/// How a PostgreSQL SQLSTATE is handled.
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kind == ErrorKind::Transient {
+            f.write_str("transient: ")?;
+        }
+        if self.kind == ErrorKind::Auth {
+            f.write_str("authentication failed: ")?;
+        }
+        f.write_str(&self.context)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// How a SQLSTATE (PostgreSQL) or an error number mapped to one (MySQL) is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlStateKind {
     Transient,
@@ -45,23 +132,6 @@ pub fn classify_sqlstate(code: &str) -> SqlStateKind {
             SqlStateKind::Transient
         }
         _ => SqlStateKind::Permanent,
-    }
-}
-
-/// Classify a PostgreSQL client error. Messages carry the server's text, never credentials.
-pub fn classify_pg(context: &str, e: &tokio_postgres::Error) -> SyncError {
-    let message = match e.as_db_error() {
-        Some(db) => format!("{context}: {} ({})", db.message(), db.code().code()),
-        None => format!("{context}: {e}"),
-    };
-    match e.code() {
-        // No SQLSTATE: I/O, TLS, closed connection, timeout.
-        None => SyncError::Transient(message),
-        Some(code) => match classify_sqlstate(code.code()) {
-            SqlStateKind::Transient => SyncError::Transient(message),
-            SqlStateKind::Auth => SyncError::Auth(message),
-            SqlStateKind::Permanent => SyncError::Permanent(message),
-        },
     }
 }
 
@@ -97,5 +167,17 @@ mod tests {
         for (code, kind) in table {
             assert_eq!(classify_sqlstate(code), kind, "{code}");
         }
+    }
+
+    #[test]
+    fn errors_keep_their_source() {
+        let io = std::io::Error::other("connection reset");
+        let e = SyncError::caused_by(ErrorKind::Transient, "connect", io);
+        assert!(e.is_transient());
+        assert_eq!(e.to_string(), "transient: connect: connection reset");
+        assert_eq!(
+            std::error::Error::source(&e).map(ToString::to_string),
+            Some("connection reset".into())
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! okta-rds-sync: Okta event-hook deliveries in, converged RDS database roles out.
 //!
 //! The pipeline (DESIGN.md): [`verify`] the delivery, [`okta`] parse it, [`journal`] record facts,
-//! [`plan`] the difference (pure), [`db`] apply it with [`sql`] text, [`audit`] every change.
+//! [`plan`] the difference (pure), [`converge`] runs that pipeline on each target through its engine in
+//! [`db`], [`audit`] every change.
 //! Functions (`functions/`) are thin adapters over [`engine::Engine`].
 
 pub mod audit;
 pub mod config;
+pub mod converge;
 pub mod db;
 pub mod engine;
 pub mod error;
@@ -18,7 +20,6 @@ pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod secrets;
-pub mod sql;
 pub mod startup;
 pub mod status_lookup;
 pub mod tls;

@@ -2,11 +2,11 @@
 //!
 //! A name is never truncated or mangled: a login that cannot become a valid, unambiguous role name is
 //! rejected (and the rejection audited by the caller). The IAM policy resource `dbuser:*/<name>` must match
-//! the role name exactly, so the mapping is deliberately simple and predictable.
+//! the role name exactly, so the mapping is deliberately simple and predictable. What every engine refuses
+//! (control, invisible and non-NFC text) is here; each engine adds its [`NameRules`] (length limit,
+//! reserved names).
 
 use serde::Deserialize;
-
-use crate::config::PG_MAX_IDENT_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -25,13 +25,84 @@ pub struct Naming {
     pub lowercase: bool,
 }
 
+/// How long a name may be: PostgreSQL counts bytes, MySQL characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameLimit {
+    Bytes(usize),
+    Chars(usize),
+}
+
+impl NameLimit {
+    /// The length of `name` in this limit's unit.
+    pub fn measure(self, name: &str) -> usize {
+        match self {
+            NameLimit::Bytes(_) => name.len(),
+            NameLimit::Chars(_) => name.chars().count(),
+        }
+    }
+
+    pub fn max(self) -> usize {
+        match self {
+            NameLimit::Bytes(n) | NameLimit::Chars(n) => n,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            NameLimit::Bytes(_) => "bytes",
+            NameLimit::Chars(_) => "characters",
+        }
+    }
+}
+
+impl std::fmt::Display for NameLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.max(), self.unit())
+    }
+}
+
+/// An engine's rules for account names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRules {
+    /// For messages: "PostgreSQL", "MySQL", "MariaDB".
+    pub engine: &'static str,
+    pub limit: NameLimit,
+    /// Reserved prefixes, compared case-insensitively.
+    pub reserved_prefixes: &'static [&'static str],
+    /// Reserved names, compared case-insensitively.
+    pub reserved_names: &'static [&'static str],
+}
+
+/// PostgreSQL on RDS: 63-byte identifiers; `pg_` (PostgreSQL's) and `rds_` (RDS's) prefixes.
+pub const POSTGRES_NAMES: NameRules = NameRules {
+    engine: "PostgreSQL",
+    limit: NameLimit::Bytes(63),
+    reserved_prefixes: &["pg_", "rds_"],
+    reserved_names: &[
+        "public",
+        "none",
+        "current_user",
+        "session_user",
+        "current_role",
+        "postgres",
+        "rdsadmin",
+        "rdsrepladmin",
+        "rdstopmgr",
+        "rdsproxyadmin",
+    ],
+};
+
 /// Why a login cannot be a role name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameRejected {
     #[error("the login is empty")]
     Empty,
-    #[error("the role name would be {0} bytes; PostgreSQL allows {PG_MAX_IDENT_BYTES}")]
-    TooLong(usize),
+    #[error("the role name would be {length} {}; {engine} allows {limit}", .limit.unit())]
+    TooLong {
+        length: usize,
+        limit: NameLimit,
+        engine: &'static str,
+    },
     #[error("the login contains a control character")]
     ControlCharacter,
     #[error(
@@ -41,7 +112,7 @@ pub enum NameRejected {
     InvisibleCharacter(u32),
     #[error("the login is not in Unicode normalization form C (NFC)")]
     NotNormalized,
-    #[error("role names starting with {0:?} are reserved by PostgreSQL and RDS")]
+    #[error("role names starting with {0:?} are reserved by the database or RDS")]
     ReservedPrefix(&'static str),
     #[error("{0:?} is a reserved role name")]
     Reserved(String),
@@ -50,23 +121,6 @@ pub enum NameRejected {
     )]
     Protected(String),
 }
-
-/// Prefixes PostgreSQL (`pg_`) and RDS (`rds_`) reserve for their own roles.
-const RESERVED_PREFIXES: &[&str] = &["pg_", "rds_"];
-
-/// Names PostgreSQL or RDS reserve, which a login must never map onto.
-const RESERVED: &[&str] = &[
-    "public",
-    "none",
-    "current_user",
-    "session_user",
-    "current_role",
-    "postgres",
-    "rdsadmin",
-    "rdsrepladmin",
-    "rdstopmgr",
-    "rdsproxyadmin",
-];
 
 /// Characters a role name must not contain because they are invisible or change how text is displayed:
 /// Unicode format characters (Cf: zero-width space and joiners, bidi overrides and isolates, the BOM, soft
@@ -88,7 +142,7 @@ fn is_invisible(c: char) -> bool {
 impl Naming {
     /// The role name for a login, or why there is none. Never truncates or rewrites anything but the
     /// configured lowercasing: a login that cannot become a valid, unambiguous role name is refused.
-    pub fn role_name(&self, login: &str) -> Result<String, NameRejected> {
+    pub fn role_name(&self, login: &str, rules: &NameRules) -> Result<String, NameRejected> {
         let base = match self.source {
             UsernameSource::Login => login,
             UsernameSource::LoginLocalPart => login.split('@').next().unwrap_or(login),
@@ -113,14 +167,23 @@ impl Naming {
         if !unicode_normalization::is_nfc(login) || !unicode_normalization::is_nfc(&name) {
             return Err(NameRejected::NotNormalized);
         }
-        if name.len() > PG_MAX_IDENT_BYTES {
-            return Err(NameRejected::TooLong(name.len()));
+        let length = rules.limit.measure(&name);
+        if length > rules.limit.max() {
+            return Err(NameRejected::TooLong {
+                length,
+                limit: rules.limit,
+                engine: rules.engine,
+            });
         }
         let folded = name.to_lowercase();
-        if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| folded.starts_with(*p)) {
+        if let Some(prefix) = rules
+            .reserved_prefixes
+            .iter()
+            .find(|p| folded.starts_with(*p))
+        {
             return Err(NameRejected::ReservedPrefix(prefix));
         }
-        if RESERVED.contains(&folded.as_str()) {
+        if rules.reserved_names.contains(&folded.as_str()) {
             return Err(NameRejected::Reserved(name));
         }
         Ok(name)
@@ -275,7 +338,7 @@ mod tests {
         ];
         for (naming, login, expected) in cases {
             assert_eq!(
-                naming.role_name(login),
+                naming.role_name(login, &POSTGRES_NAMES),
                 expected.clone().map(String::from),
                 "{login:?}"
             );
@@ -285,13 +348,27 @@ mod tests {
     #[test]
     fn names_over_63_bytes_are_rejected_not_truncated() {
         let exactly = format!("{}@acme.com", "a".repeat(63 - 9));
-        assert_eq!(LOGIN.role_name(&exactly).unwrap().len(), 63);
+        assert_eq!(
+            LOGIN.role_name(&exactly, &POSTGRES_NAMES).unwrap().len(),
+            63
+        );
         let long = format!("{}@acme.com", "a".repeat(200));
-        assert_eq!(LOGIN.role_name(&long), Err(NameRejected::TooLong(209)));
+        assert_eq!(
+            LOGIN.role_name(&long, &POSTGRES_NAMES),
+            Err(NameRejected::TooLong {
+                length: 209,
+                limit: NameLimit::Bytes(63),
+                engine: "PostgreSQL"
+            })
+        );
         // 32 two-byte characters = 64 bytes: bytes count, not characters.
         assert_eq!(
-            LOGIN.role_name(&"é".repeat(32)),
-            Err(NameRejected::TooLong(64))
+            LOGIN.role_name(&"é".repeat(32), &POSTGRES_NAMES),
+            Err(NameRejected::TooLong {
+                length: 64,
+                limit: NameLimit::Bytes(63),
+                engine: "PostgreSQL"
+            })
         );
     }
 }

@@ -8,14 +8,18 @@
 //!   us from creating or taking over roles we do not own (and the master and RDS's own roles are never
 //!   touched at all);
 //! - a login never maps onto a protected name (the master, our own roles, mapped or protected roles);
-//! - the IAM role is never granted where the master user would inherit it;
+//! - IAM authentication is never enabled where the engine says it would lock the master out;
 //! - offboarding disables the login before anything else, onboarding enables it last.
+//!
+//! What differs between engines comes in a [`PlanContext`]: name rules (limits, reserved names), and whether
+//! IAM authentication (an account property: membership in `rds_iam` on PostgreSQL, the authentication
+//! plugin on MySQL) is removed on offboarding.
 
 use std::collections::BTreeSet;
 
 use crate::config::Config;
 use crate::journal::{UserFacts, UserStatus};
-use crate::naming::{NameRejected, Naming};
+use crate::naming::{NameRejected, NameRules, Naming};
 use crate::okta::GroupRef;
 
 /// Which Okta groups grant which roles on one target.
@@ -23,23 +27,16 @@ use crate::okta::GroupRef;
 pub struct Mapping {
     /// `(Okta group id, roles)`. Only ids are matched, never a group's display name.
     grants: Vec<(String, Vec<String>)>,
-    /// The role that turns on IAM authentication (`rds_iam`).
-    pub iam_role: String,
     pub naming: Naming,
 }
 
 impl Mapping {
     pub fn new(config: &Config, target: &str) -> Self {
-        let t = config
-            .target(target)
-            .map(|t| t.iam_role.clone())
-            .unwrap_or_else(|| "rds_iam".into());
         Self {
             grants: config
                 .grants_for(target)
                 .map(|g| (g.okta_group.clone(), g.roles.clone()))
                 .collect(),
-            iam_role: t,
             naming: Naming {
                 source: config.okta.username,
                 lowercase: config.okta.lowercase,
@@ -47,12 +44,8 @@ impl Mapping {
         }
     }
 
-    pub fn from_parts(grants: Vec<(String, Vec<String>)>, iam_role: &str, naming: Naming) -> Self {
-        Self {
-            grants,
-            iam_role: iam_role.into(),
-            naming,
-        }
+    pub fn from_parts(grants: Vec<(String, Vec<String>)>, naming: Naming) -> Self {
+        Self { grants, naming }
     }
 
     pub fn group_is_mapped(&self, group: &GroupRef) -> bool {
@@ -70,14 +63,23 @@ impl Mapping {
 
     /// Every role this tool may grant or revoke on the target; memberships in other roles are left alone.
     pub fn managed_roles(&self) -> BTreeSet<String> {
-        let mut all: BTreeSet<String> = self
-            .grants
+        self.grants
             .iter()
             .flat_map(|(_, r)| r.iter().cloned())
-            .collect();
-        all.insert(self.iam_role.clone());
-        all
+            .collect()
     }
+}
+
+/// What the planner needs to know about one target besides the user's facts and actual role.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    pub mapping: &'a Mapping,
+    /// Names a login must never map onto (the master, our own roles, mapped and protected roles).
+    pub protected: &'a BTreeSet<String>,
+    pub names: &'a NameRules,
+    /// Offboarding removes IAM authentication (PostgreSQL: `rds_iam` is revoked), or keeps it and relies on
+    /// the locked login (MySQL: the account is locked; its authentication plugin stays).
+    pub iam_removed_on_offboard: bool,
 }
 
 /// A role as it is in the catalog.
@@ -89,14 +91,17 @@ pub struct ActualRole {
     /// The Okta user id recorded on the role (comment), if any.
     pub okta_id: Option<String>,
     pub can_login: bool,
-    /// Roles this role is a direct member of.
+    /// Authenticates with IAM (PostgreSQL: a member of `rds_iam`; MySQL: the IAM plugin).
+    pub iam: bool,
+    /// Roles this role is a direct member of (the IAM role not among them).
     pub member_of: BTreeSet<String>,
     /// Superuser, an RDS/admin role or a member of one, the master user, or a configured protected role:
     /// never created, adopted or altered unless it is ours (then it can still be offboarded).
     pub protected: bool,
     /// The master user or one of RDS's own roles: never altered, even if it carries our marker.
     pub untouchable: bool,
-    /// The master user inherits this role's privileges (granting it the IAM role would lock the master out).
+    /// Enabling IAM authentication on this role would lock the master user out (PostgreSQL: the master
+    /// inherits the role's privileges, and RDS refuses a password to members of `rds_iam`).
     pub master_inherits: bool,
 }
 
@@ -123,6 +128,43 @@ pub enum Step {
         granted: String,
         from: String,
     },
+    /// Authenticate the login with IAM (PostgreSQL: grant `rds_iam`; MySQL: the IAM plugin).
+    EnableIam {
+        role: String,
+    },
+    /// Stop authenticating the login with IAM (PostgreSQL: revoke `rds_iam`).
+    DisableIam {
+        role: String,
+    },
+}
+
+impl Step {
+    /// Short action name for the audit trail.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Step::Create { .. } => "create_role",
+            Step::Rename { .. } => "rename_role",
+            Step::SetLogin { login: true, .. } => "enable_login",
+            Step::SetLogin { login: false, .. } => "disable_login",
+            Step::Grant { .. } => "grant",
+            Step::Revoke { .. } => "revoke",
+            Step::EnableIam { .. } => "enable_iam",
+            Step::DisableIam { .. } => "disable_iam",
+        }
+    }
+
+    /// What the step did, for the audit trail.
+    pub fn detail(&self) -> String {
+        match self {
+            Step::Create { role } => format!("created {role}"),
+            Step::Rename { from, to } => format!("{from} -> {to}"),
+            Step::SetLogin { login, .. } => if *login { "LOGIN" } else { "NOLOGIN" }.to_owned(),
+            Step::Grant { granted, .. } => format!("granted {granted}"),
+            Step::Revoke { granted, .. } => format!("revoked {granted}"),
+            Step::EnableIam { .. } => "IAM authentication enabled".to_owned(),
+            Step::DisableIam { .. } => "IAM authentication removed".to_owned(),
+        }
+    }
 }
 
 /// Why a change was not made (audited, never silent).
@@ -220,26 +262,18 @@ pub struct ActualRoles<'a> {
     pub by_login: Option<&'a ActualRole>,
 }
 
-/// The role name for a login, unless it is protected (`protected`: the master user, our own roles, mapped
-/// and configured protected roles): a login must never map onto one of those.
-pub fn role_name_for(
-    mapping: &Mapping,
-    login: &str,
-    protected: &BTreeSet<String>,
-) -> Result<String, NameRejected> {
-    let name = mapping.naming.role_name(login)?;
-    if protected.contains(&name) {
+/// The role name for a login, unless it is protected (`ctx.protected`: the master user, our own roles,
+/// mapped and configured protected roles): a login must never map onto one of those.
+pub fn role_name_for(ctx: &PlanContext<'_>, login: &str) -> Result<String, NameRejected> {
+    let name = ctx.mapping.naming.role_name(login, ctx.names)?;
+    if ctx.protected.contains(&name) {
         return Err(NameRejected::Protected(name));
     }
     Ok(name)
 }
 
-pub fn plan_user(
-    facts: &UserFacts,
-    actual: ActualRoles<'_>,
-    mapping: &Mapping,
-    protected: &BTreeSet<String>,
-) -> UserPlan {
+pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, ctx: &PlanContext<'_>) -> UserPlan {
+    let mapping = ctx.mapping;
     let okta_id = facts.okta_id.as_str();
     let mapped = mapping.roles_for(&facts.groups);
     let active = matches!(facts.status, None | Some(UserStatus::Active));
@@ -258,7 +292,7 @@ pub fn plan_user(
     let desired_name = facts
         .login
         .as_deref()
-        .map(|l| role_name_for(mapping, l, protected))
+        .map(|l| role_name_for(ctx, l))
         .unwrap_or(Err(NameRejected::Empty));
     // A role with the login's name that is not ours.
     let foreign = actual.by_login.filter(|a| !ours(a));
@@ -268,8 +302,8 @@ pub fn plan_user(
         Some(cur) if cur.untouchable => {
             plan.refusals.push(Refusal::Protected(cur.name.clone()));
             plan.role = Some(cur.name.clone());
-            plan.access_left =
-                !entitled && (cur.can_login || cur.member_of.iter().any(|r| managed.contains(r)));
+            plan.access_left = !entitled
+                && (cur.can_login || cur.iam || cur.member_of.iter().any(|r| managed.contains(r)));
             return plan;
         }
         Some(cur) => {
@@ -332,14 +366,7 @@ pub fn plan_user(
     plan.role = Some(role.clone());
 
     let have: BTreeSet<String> = base.member_of.intersection(&managed).cloned().collect();
-    let want: BTreeSet<String> = if entitled {
-        mapped
-            .into_iter()
-            .chain([mapping.iam_role.clone()])
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
+    let want: BTreeSet<String> = if entitled { mapped } else { BTreeSet::new() };
 
     if !entitled && base.can_login {
         plan.steps.push(Step::SetLogin {
@@ -356,20 +383,25 @@ pub fn plan_user(
         revoked = true;
     }
     for granted in want.difference(&have) {
-        if *granted == mapping.iam_role && base.master_inherits {
-            plan.refusals
-                .push(Refusal::MasterWouldInheritIam(role.clone()));
-            continue;
-        }
         plan.steps.push(Step::Grant {
             granted: granted.clone(),
             to: role.clone(),
         });
     }
-    let iam_ok = !plan
-        .refusals
-        .iter()
-        .any(|r| matches!(r, Refusal::MasterWouldInheritIam(_)));
+    let mut iam_ok = true;
+    if entitled && !base.iam {
+        if base.master_inherits {
+            plan.refusals
+                .push(Refusal::MasterWouldInheritIam(role.clone()));
+            iam_ok = false;
+        } else {
+            plan.steps.push(Step::EnableIam { role: role.clone() });
+        }
+    }
+    if !entitled && base.iam && ctx.iam_removed_on_offboard {
+        plan.steps.push(Step::DisableIam { role: role.clone() });
+        revoked = true;
+    }
     if entitled && !base.can_login && iam_ok {
         plan.steps.push(Step::SetLogin {
             role: role.clone(),
@@ -396,7 +428,6 @@ mod tests {
                 ("00gREAD".into(), vec!["app_ro".into()]),
                 ("00gWRITE".into(), vec!["app_rw".into(), "app_ro".into()]),
             ],
-            "rds_iam",
             Naming {
                 source: UsernameSource::Login,
                 lowercase: true,
@@ -404,9 +435,16 @@ mod tests {
         )
     }
 
-    /// Plan with the protected names of [`protected`].
+    /// Plan for PostgreSQL with the protected names of [`protected`].
     fn plan(f: &UserFacts, a: ActualRoles<'_>, m: &Mapping) -> UserPlan {
-        plan_user(f, a, m, &protected())
+        let protected = protected();
+        let ctx = PlanContext {
+            mapping: m,
+            protected: &protected,
+            names: &crate::naming::POSTGRES_NAMES,
+            iam_removed_on_offboard: true,
+        };
+        plan_user(f, a, &ctx)
     }
 
     fn protected() -> BTreeSet<String> {
@@ -432,14 +470,28 @@ mod tests {
         }
     }
 
+    /// Our role; `rds_iam` among `member_of` means it authenticates with IAM.
     fn ours(login: bool, member_of: &[&str]) -> ActualRole {
         ActualRole {
             name: NAME.into(),
             managed: true,
             okta_id: Some(ID.into()),
             can_login: login,
-            member_of: member_of.iter().map(|s| s.to_string()).collect(),
+            iam: member_of.contains(&"rds_iam"),
+            member_of: member_of
+                .iter()
+                .filter(|s| **s != "rds_iam")
+                .map(|s| s.to_string())
+                .collect(),
             ..ActualRole::default()
+        }
+    }
+
+    fn iam(on: bool) -> Step {
+        if on {
+            Step::EnableIam { role: NAME.into() }
+        } else {
+            Step::DisableIam { role: NAME.into() }
         }
     }
 
@@ -481,7 +533,7 @@ mod tests {
             vec![
                 Step::Create { role: NAME.into() },
                 grant("app_ro"),
-                grant("rds_iam"),
+                iam(true),
                 login(true)
             ]
         );
@@ -552,17 +604,14 @@ mod tests {
             );
             assert_eq!(
                 p.steps,
-                vec![login(false), revoke("app_ro"), revoke("rds_iam")],
+                vec![login(false), revoke("app_ro"), iam(false)],
                 "{status:?}"
             );
             assert!(p.terminate_sessions && !p.entitled);
         }
         // Removed from the last group while active: same result.
         let p = plan(&facts(None, vec![]), by_login(&a), &mapping());
-        assert_eq!(
-            p.steps,
-            vec![login(false), revoke("app_ro"), revoke("rds_iam")]
-        );
+        assert_eq!(p.steps, vec![login(false), revoke("app_ro"), iam(false)]);
     }
 
     #[test]
@@ -584,10 +633,7 @@ mod tests {
             by_login(&a),
             &mapping(),
         );
-        assert_eq!(
-            p.steps,
-            vec![grant("app_ro"), grant("rds_iam"), login(true)]
-        );
+        assert_eq!(p.steps, vec![grant("app_ro"), iam(true), login(true)]);
     }
 
     #[test]
@@ -636,10 +682,7 @@ mod tests {
         let mut privileged = ours(true, &["rds_iam", "app_ro"]);
         privileged.protected = true;
         let p = plan(&f, by_login(&privileged), &mapping());
-        assert_eq!(
-            p.steps,
-            vec![login(false), revoke("app_ro"), revoke("rds_iam")]
-        );
+        assert_eq!(p.steps, vec![login(false), revoke("app_ro"), iam(false)]);
         assert!(p.terminate_sessions && p.refusals.is_empty() && !p.access_left);
     }
 

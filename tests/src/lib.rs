@@ -100,7 +100,14 @@ fn as_postgres(program: &Path) -> Command {
 
 fn pg_bin_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("PG_BIN") {
-        return Ok(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        if !dir.join("initdb").is_file() {
+            return Err(format!(
+                "PG_BIN={}: no initdb there (give an absolute path; `make setup` installs .pg/<major>/bin)",
+                dir.display()
+            ));
+        }
+        return Ok(dir);
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|e| {
@@ -298,21 +305,17 @@ fn start_servers() -> Result<Servers, String> {
         .map_err(|e| format!("watchdog: {e}"))?;
     wait_for_port(moto_port, "moto_server")?;
 
-    let servers = Servers {
+    let mut servers = Servers {
         pg_port: port,
         ca_file: certs.join("ca.crt"),
         other_ca_file: certs.join("other.crt"),
         moto_url: format!("http://127.0.0.1:{moto_port}"),
-        pg_major: std::fs::read_to_string(data.join("PG_VERSION"))
-            .map_err(|e| format!("PG_VERSION: {e}"))?
-            .trim()
-            .parse()
-            .map_err(|e| format!("PG_VERSION: {e}"))?,
+        pg_major: 0,
         dir,
         pg_bin,
     };
-    // Cluster-wide stand-in for RDS's rds_iam role.
-    std::thread::scope(|s| {
+    // The server's major version, and a cluster-wide stand-in for RDS's rds_iam role.
+    servers.pg_major = std::thread::scope(|s| {
         s.spawn(|| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -322,7 +325,13 @@ fn start_servers() -> Result<Servers, String> {
                     let su = servers.superuser("postgres").await;
                     su.batch_execute("CREATE ROLE rds_iam NOLOGIN")
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string())?;
+                    let version: i32 = su
+                        .query_one("SELECT current_setting('server_version_num')::int", &[])
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .get(0);
+                    u32::try_from(version / 10000).map_err(|e| e.to_string())
                 })
         })
         .join()
@@ -684,7 +693,7 @@ roles = ["{rw}"]
     /// Give a managed role a password so a test can hold a live session as that person.
     pub async fn open_session_as(&self, role: &str) -> Client {
         let su = self.superuser().await;
-        let q = okta_rds_sync::sql::postgres::quote_ident(role).expect("ident");
+        let q = okta_rds_sync::db::postgres::sql::quote_ident(role).expect("ident");
         su.batch_execute(&format!("ALTER ROLE {q} PASSWORD 'session-pw'"))
             .await
             .expect("set password");

@@ -476,7 +476,7 @@ async fn a_user_who_keeps_access_raises_the_alarm_and_is_drift() {
         .await
         .batch_execute(&format!(
             "ALTER ROLE {} SUPERUSER",
-            okta_rds_sync::sql::postgres::quote_ident(&role).unwrap()
+            okta_rds_sync::db::postgres::sql::quote_ident(&role).unwrap()
         ))
         .await
         .unwrap();
@@ -956,7 +956,7 @@ async fn a_revoke_is_audited_as_what_the_catalog_then_says() {
     .await;
     // A DBA also grants ann the writers' role, as the superuser.
     let su = env.superuser().await;
-    let role = okta_rds_sync::sql::postgres::quote_ident(&env.login("ann")).unwrap();
+    let role = okta_rds_sync::db::postgres::sql::quote_ident(&env.login("ann")).unwrap();
     su.batch_execute(&format!(
         "GRANT {} TO {role} GRANTED BY postgres",
         env.readwrite_role
@@ -990,4 +990,38 @@ async fn a_revoke_is_audited_as_what_the_catalog_then_says() {
         assert!(!member);
         assert_eq!(revoke.outcome, "applied");
     }
+}
+
+#[tokio::test]
+async fn every_connection_pins_search_path_and_bounds_its_waits() {
+    use okta_rds_sync::converge::Backend;
+    let env = TestEnv::new().await;
+    let config =
+        okta_rds_sync::config::Config::parse(&env.config_toml(), std::path::Path::new("t.toml"))
+            .unwrap();
+    // Settings a DBA put on the master's role and the database do not win over the startup options.
+    let su = env.superuser().await;
+    su.batch_execute(&format!(
+        "ALTER ROLE {m} SET search_path = public, pg_catalog; ALTER ROLE {m} SET statement_timeout = 0;
+         ALTER DATABASE {d} SET idle_in_transaction_session_timeout = 0",
+        m = env.master,
+        d = env.database
+    ))
+    .await
+    .unwrap();
+    let secrets = okta_rds_sync::secrets::Secrets::new(
+        &okta_rds_sync_tests::sdk_config().await,
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    let mut pg = okta_rds_sync::db::postgres::PgBackend::new(&config.targets[0], &config).unwrap();
+    pg.ready(&secrets).await.unwrap();
+    assert_eq!(pg.show("search_path").await.unwrap(), "pg_catalog,pg_temp");
+    assert_eq!(pg.show("statement_timeout").await.unwrap(), "10s");
+    assert_eq!(
+        pg.show("idle_in_transaction_session_timeout")
+            .await
+            .unwrap(),
+        "5s"
+    );
 }

@@ -65,7 +65,7 @@ async fn a_drifted_database_is_brought_to_okta_s_state() {
     // Drift: someone revoked ann's app_ro by hand; ben's removal from writers and cat's deactivation were
     // lost, and cat is still logged in.
     let su = env.superuser().await;
-    let q = |l: &str| okta_rds_sync::sql::postgres::quote_ident(&env.login(l)).unwrap();
+    let q = |l: &str| okta_rds_sync::db::postgres::sql::quote_ident(&env.login(l)).unwrap();
     su.batch_execute(&format!("REVOKE {} FROM {}", env.readonly_role, q("ann")))
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 
 use lambda_http::http::StatusCode;
 use okta_hook::{HookApp, handle};
-use okta_rds_sync::sql::postgres::quote_ident;
+use okta_rds_sync::db::postgres::sql::quote_ident;
 use okta_rds_sync_tests::okta::{User, body_json, delivery, event, post};
 use okta_rds_sync_tests::{READERS_GROUP, TestEnv, servers, set};
 use serde_json::Value;
@@ -73,7 +73,12 @@ async fn offboarding_kills_live_sessions_and_records_time_to_zero() {
         .collect();
     assert_eq!(
         actions,
-        ["disable_login", "revoke", "revoke", "terminate_sessions"],
+        [
+            "disable_login",
+            "revoke",
+            "disable_iam",
+            "terminate_sessions"
+        ],
         "NOLOGIN first, kill last"
     );
     let kill = audit

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use lambda_http::http::{HeaderName, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use okta_rds_sync::config::Config;
-use okta_rds_sync::db::Received;
+use okta_rds_sync::converge::Received;
 use okta_rds_sync::engine::Engine;
 use okta_rds_sync::okta::parse_delivery;
 use okta_rds_sync::queue::{QueueSeal, QueuedDelivery, RetryQueue};

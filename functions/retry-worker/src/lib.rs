@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use okta_rds_sync::config::Config;
-use okta_rds_sync::db::Received;
+use okta_rds_sync::converge::Received;
 use okta_rds_sync::engine::Engine;
 use okta_rds_sync::okta::parse_delivery;
 use okta_rds_sync::queue::{QueueError, QueueSeal, QueuedDelivery};

@@ -1,28 +1,42 @@
-//! Executors: apply planned steps to a database engine. One module per engine; the [`Target`] enum is the
-//! only place that dispatches between them.
+//! Database engines behind the pipeline of [`crate::converge`]: one folder per engine, each implementing
+//! its `Backend` and `Unit` traits. The [`Target`] enum is the only place that dispatches between them.
 
 pub mod postgres;
 
-pub use postgres::{Received, TargetSummary};
+use std::sync::Arc;
 
 use crate::config::{Config, Engine, TargetConfig};
+use crate::converge::{Received, TargetRunner, TargetSummary};
 use crate::error::SyncError;
 use crate::okta::OktaEvent;
+use crate::reconcile::{Listing, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::status_lookup::StatusLookup;
-use std::sync::Arc;
 
 /// One configured database, with its kept connection.
 #[derive(Debug)]
 pub enum Target {
-    Postgres(postgres::PgTarget),
+    Postgres(TargetRunner<postgres::PgBackend>),
+}
+
+/// Call the same method on whichever engine the target has.
+macro_rules! dispatch {
+    ($self:ident, $t:ident => $call:expr) => {
+        match $self {
+            Target::Postgres($t) => $call,
+        }
+    };
 }
 
 impl Target {
     pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
         match cfg.engine {
-            Engine::Postgres => Ok(Target::Postgres(postgres::PgTarget::new(cfg, config)?)),
-            Engine::Mysql => Err(SyncError::Permanent(format!(
+            Engine::Postgres => Ok(Target::Postgres(TargetRunner::new(
+                cfg,
+                config,
+                postgres::PgBackend::new(cfg, config)?,
+            ))),
+            Engine::Mysql => Err(SyncError::permanent(format!(
                 "target {}: mysql is not supported yet",
                 cfg.name
             ))),
@@ -30,20 +44,16 @@ impl Target {
     }
 
     pub fn name(&self) -> &str {
-        match self {
-            Target::Postgres(t) => t.name(),
-        }
+        dispatch!(self, t => t.name())
     }
 
     pub async fn reconcile(
         &mut self,
         secrets: &Secrets,
-        listing: &crate::reconcile::Listing,
+        listing: &Listing,
         dry_run: bool,
-    ) -> Result<crate::reconcile::ReconcileReport, SyncError> {
-        match self {
-            Target::Postgres(t) => t.reconcile(secrets, listing, dry_run).await,
-        }
+    ) -> Result<ReconcileReport, SyncError> {
+        dispatch!(self, t => t.reconcile(secrets, listing, dry_run).await)
     }
 
     pub async fn apply(
@@ -54,11 +64,6 @@ impl Target {
         refused: &[OktaEvent],
         status_lookup: Option<&Arc<StatusLookup>>,
     ) -> Result<TargetSummary, SyncError> {
-        match self {
-            Target::Postgres(t) => {
-                t.apply(secrets, received, events, refused, status_lookup)
-                    .await
-            }
-        }
+        dispatch!(self, t => t.apply(secrets, received, events, refused, status_lookup).await)
     }
 }

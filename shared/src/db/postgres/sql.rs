@@ -3,7 +3,8 @@
 //! Pure: no I/O. Identifiers go through [`quote_ident`] and nothing else; values are bind parameters. The
 //! only literal built into text is the role comment, whose content is a validated Okta id.
 
-use crate::config::PG_MAX_IDENT_BYTES;
+/// PostgreSQL's identifier limit, in bytes (longer names would be truncated).
+pub const PG_MAX_IDENT_BYTES: usize = 63;
 use crate::okta::is_okta_id;
 use crate::plan::Step;
 
@@ -118,8 +119,14 @@ pub fn okta_id_from_comment(comment: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// SQL statements for one step. `marker` is the marker role; `okta_id` the user the step is for.
-pub fn render_step(step: &Step, marker: &str, okta_id: &str) -> Result<Vec<String>, IdentError> {
+/// SQL statements for one step. `marker` is the marker role, `iam` the role that switches a login to IAM
+/// authentication (`rds_iam`); `okta_id` the user the step is for.
+pub fn render_step(
+    step: &Step,
+    marker: &str,
+    iam: &str,
+    okta_id: &str,
+) -> Result<Vec<String>, IdentError> {
     Ok(match step {
         Step::Create { role } => {
             if !is_okta_id(okta_id) {
@@ -154,19 +161,17 @@ pub fn render_step(step: &Step, marker: &str, okta_id: &str) -> Result<Vec<Strin
             quote_ident(granted)?,
             quote_ident(from)?
         )],
+        Step::EnableIam { role } => vec![format!(
+            "GRANT {} TO {}",
+            quote_ident(iam)?,
+            quote_ident(role)?
+        )],
+        Step::DisableIam { role } => vec![format!(
+            "REVOKE {} FROM {}",
+            quote_ident(iam)?,
+            quote_ident(role)?
+        )],
     })
-}
-
-/// Short action name for the audit trail.
-pub fn step_action(step: &Step) -> &'static str {
-    match step {
-        Step::Create { .. } => "create_role",
-        Step::Rename { .. } => "rename_role",
-        Step::SetLogin { login: true, .. } => "enable_login",
-        Step::SetLogin { login: false, .. } => "disable_login",
-        Step::Grant { .. } => "grant",
-        Step::Revoke { .. } => "revoke",
-    }
 }
 
 /// DDL of the state schema. Idempotent; run under an advisory lock.
@@ -457,60 +462,79 @@ mod tests {
 
     #[test]
     fn steps_render_with_quoted_names() {
-        let create = render_step(
-            &Step::Create {
-                role: "a\"b@x".into(),
-            },
-            "okta_rds_sync_managed",
-            "00u1",
-        )
-        .unwrap();
+        let r = |step: Step, okta_id: &str| {
+            render_step(&step, "okta_rds_sync_managed", "rds_iam", okta_id)
+        };
         assert_eq!(
-            create,
+            r(
+                Step::Create {
+                    role: "a\"b@x".into()
+                },
+                "00u1"
+            )
+            .unwrap(),
             vec![
                 "CREATE ROLE \"a\"\"b@x\" NOLOGIN",
                 "GRANT \"okta_rds_sync_managed\" TO \"a\"\"b@x\"",
                 "COMMENT ON ROLE \"a\"\"b@x\" IS 'okta-rds-sync:00u1'",
             ]
         );
-        assert!(render_step(&Step::Create { role: "a".into() }, "m", "00u'1").is_err());
-        let off = render_step(
-            &Step::SetLogin {
-                role: "a".into(),
-                login: false,
-            },
-            "m",
-            "00u1",
-        )
-        .unwrap();
-        assert_eq!(off, vec!["ALTER ROLE \"a\" NOLOGIN"]);
-        let rv = render_step(
-            &Step::Revoke {
-                granted: "rds_iam".into(),
-                from: "a".into(),
-            },
-            "m",
-            "x",
-        )
-        .unwrap();
-        assert_eq!(rv, vec!["REVOKE \"rds_iam\" FROM \"a\""]);
-        let rn = render_step(
-            &Step::Rename {
-                from: "a".into(),
-                to: "b".into(),
-            },
-            "m",
-            "x",
-        )
-        .unwrap();
-        assert_eq!(rn, vec!["ALTER ROLE \"a\" RENAME TO \"b\""]);
+        assert!(r(Step::Create { role: "a".into() }, "00u'1").is_err());
+        let role = || "a".to_owned();
+        let table = [
+            (
+                Step::SetLogin {
+                    role: role(),
+                    login: false,
+                },
+                "ALTER ROLE \"a\" NOLOGIN",
+            ),
+            (
+                Step::SetLogin {
+                    role: role(),
+                    login: true,
+                },
+                "ALTER ROLE \"a\" LOGIN",
+            ),
+            (
+                Step::Grant {
+                    granted: "g".into(),
+                    to: role(),
+                },
+                "GRANT \"g\" TO \"a\"",
+            ),
+            (
+                Step::Revoke {
+                    granted: "g".into(),
+                    from: role(),
+                },
+                "REVOKE \"g\" FROM \"a\"",
+            ),
+            (
+                Step::EnableIam { role: role() },
+                "GRANT \"rds_iam\" TO \"a\"",
+            ),
+            (
+                Step::DisableIam { role: role() },
+                "REVOKE \"rds_iam\" FROM \"a\"",
+            ),
+            (
+                Step::Rename {
+                    from: role(),
+                    to: "b".into(),
+                },
+                "ALTER ROLE \"a\" RENAME TO \"b\"",
+            ),
+        ];
+        for (step, sql) in table {
+            assert_eq!(r(step, "x").unwrap(), vec![sql]);
+        }
         assert!(
-            render_step(
-                &Step::Grant {
+            r(
+                Step::Grant {
                     granted: "g".into(),
                     to: "x".repeat(64)
                 },
-                "m",
                 "x"
             )
             .is_err()
@@ -597,7 +621,7 @@ mod tests {
                 from: "r".into(),
             },
         ] {
-            all.extend(render_step(&step, "m", "00u1").unwrap());
+            all.extend(render_step(&step, "m", "rds_iam", "00u1").unwrap());
         }
         all
     }

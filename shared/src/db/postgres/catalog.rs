@@ -1,0 +1,141 @@
+//! PostgreSQL's catalog: roles as the planner sees them, steps run against them, and what they say after.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::Transaction;
+
+use super::error::{classify_pg, pg};
+use super::{PgSettings, sql};
+use crate::error::SyncError;
+use crate::plan::{ActualRole, Step, UserPlan};
+
+/// The roles with these names, as the planner needs them.
+pub async fn read_roles(
+    tx: &Transaction<'_>,
+    settings: &PgSettings,
+    names: &[String],
+) -> Result<BTreeMap<String, ActualRole>, SyncError> {
+    let rows = tx
+        .query(
+            sql::READ_ROLES,
+            &[
+                &names,
+                &settings.cfg.marker_role,
+                &settings.protected,
+                &settings.untouchable,
+            ],
+        )
+        .await
+        .map_err(pg("read roles"))?;
+    let iam = &settings.cfg.iam_role;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let comment: Option<String> = r.get(3);
+            let member_of: Vec<String> = r.get(4);
+            let role = ActualRole {
+                name: name.clone(),
+                can_login: r.get(1),
+                protected: r.get(2),
+                okta_id: sql::okta_id_from_comment(comment.as_deref()),
+                iam: member_of.contains(iam),
+                member_of: member_of.into_iter().filter(|m| m != iam).collect(),
+                managed: r.get(5),
+                master_inherits: r.get(6),
+                untouchable: r.get(7),
+            };
+            (name, role)
+        })
+        .collect())
+}
+
+/// Run one user's steps inside a savepoint. A transient error aborts the unit (`Err`); a permanent one
+/// (say, a permission error) is rolled back to the savepoint and reported (`Ok(Err(message))`) so the other
+/// users still converge.
+pub async fn run_steps(
+    tx: &Transaction<'_>,
+    settings: &PgSettings,
+    plan: &UserPlan,
+) -> Result<Result<(), String>, SyncError> {
+    if plan.steps.is_empty() {
+        return Ok(Ok(()));
+    }
+    let mut script = String::from(sql::USER_SAVEPOINT);
+    for step in &plan.steps {
+        match sql::render_step(
+            step,
+            &settings.cfg.marker_role,
+            &settings.cfg.iam_role,
+            &plan.okta_id,
+        ) {
+            Ok(statements) => {
+                for statement in statements {
+                    script.push_str(";\n");
+                    script.push_str(&statement);
+                }
+            }
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+    script.push_str(";\n");
+    script.push_str(sql::RELEASE_USER_SAVEPOINT);
+    match tx.batch_execute(&script).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e) => {
+            let err = classify_pg("apply", e);
+            if err.is_transient() {
+                return Err(err);
+            }
+            tx.batch_execute(sql::ROLLBACK_USER_SAVEPOINT)
+                .await
+                .map_err(pg("rollback to savepoint"))?;
+            Ok(Err(err.to_string()))
+        }
+    }
+}
+
+/// Of these revoking steps, those whose membership the catalog still shows (PostgreSQL 16+ revokes only
+/// the revoking role's grant; another grantor's survives).
+pub async fn steps_not_taken(
+    tx: &Transaction<'_>,
+    settings: &PgSettings,
+    revokes: &[Step],
+) -> Result<Vec<usize>, SyncError> {
+    let pairs: Vec<(&str, &str)> = revokes
+        .iter()
+        .map(|s| match s {
+            Step::Revoke { granted, from } => (from.as_str(), granted.as_str()),
+            Step::DisableIam { role } => (role.as_str(), settings.cfg.iam_role.as_str()),
+            _ => ("", ""),
+        })
+        .collect();
+    let members: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    let granted: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+    let remaining: Vec<(String, String)> = tx
+        .query(sql::REMAINING_MEMBERSHIPS, &[&members, &granted])
+        .await
+        .map_err(pg("re-read memberships"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (m, g))| remaining.iter().any(|(rm, rg)| rm == m && rg == g))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Whether the changes of this transaction give the master the privileges of the IAM role (RDS would then
+/// refuse its password).
+pub async fn master_locked_out(
+    tx: &Transaction<'_>,
+    settings: &PgSettings,
+) -> Result<bool, SyncError> {
+    Ok(tx
+        .query_one(sql::MASTER_INHERITS_ROLE, &[&settings.cfg.iam_role])
+        .await
+        .map_err(|e| classify_pg("master check", e))?
+        .get(0))
+}

@@ -1,0 +1,127 @@
+//! The kept connection to a PostgreSQL target: TLS (verify-full with the RDS CA bundle or the target's
+//! `ca_file`), the master credentials from Secrets Manager (re-read once when the password was rotated),
+//! and the session options every connection pins (see [`sql::SESSION_OPTIONS`]).
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::error::{classify_pg, pg};
+use super::sql;
+use crate::config::TargetConfig;
+use crate::error::SyncError;
+use crate::secrets::{MasterCredentials, Secrets};
+
+/// A connection and what was learned when it was made.
+#[derive(Debug)]
+pub struct Connection {
+    pub client: Client,
+    /// `server_version_num`, e.g. 170010.
+    pub server_version: i32,
+    /// The master user's name (from the secret): never a role name for a login.
+    pub master: String,
+}
+
+/// The kept connection, and what it takes to make one.
+#[derive(Default)]
+pub struct Link {
+    tls: Option<MakeRustlsConnect>,
+    pub conn: Option<Connection>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl Link {
+    /// Whether a kept connection still answers.
+    pub async fn alive(&self) -> bool {
+        match &self.conn {
+            Some(c) if !c.client.is_closed() => c.client.simple_query(sql::PING).await.is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Make a new connection, re-reading the master secret once if the password was rejected (rotation).
+    pub async fn reconnect(
+        &mut self,
+        cfg: &TargetConfig,
+        secrets: &Secrets,
+    ) -> Result<&mut Connection, SyncError> {
+        self.conn = None;
+        let conn = match self.connect(cfg, secrets, false).await {
+            Err(first) if first.is_auth() => {
+                tracing::warn!(target = %cfg.name, error = %first, "master password rejected; re-reading the secret");
+                self.connect(cfg, secrets, true).await?
+            }
+            other => other?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    async fn connect(
+        &mut self,
+        cfg: &TargetConfig,
+        secrets: &Secrets,
+        refresh: bool,
+    ) -> Result<Connection, SyncError> {
+        let creds = secrets
+            .master_credentials(&cfg.secret_arn, refresh)
+            .await
+            .map_err(|e| SyncError::transient(e.to_string()))?;
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => {
+                let config = crate::tls::client_config(cfg.ca_file.as_deref())
+                    .map_err(|e| SyncError::permanent(e.to_string()))?;
+                self.tls.insert(MakeRustlsConnect::new(config)).clone()
+            }
+        };
+        connect(cfg, &creds, tls).await
+    }
+}
+
+/// Connect as the master over TLS with the pinned session options.
+pub async fn connect(
+    cfg: &TargetConfig,
+    creds: &MasterCredentials,
+    tls: MakeRustlsConnect,
+) -> Result<Connection, SyncError> {
+    let mut pg_config = tokio_postgres::Config::new();
+    pg_config
+        .host(&cfg.host)
+        .port(cfg.port)
+        .dbname(&cfg.database)
+        .user(&creds.username)
+        .password(creds.password.as_bytes())
+        .ssl_mode(SslMode::Require)
+        .application_name("okta-rds-sync")
+        .options(sql::SESSION_OPTIONS)
+        .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+    let (client, connection) = pg_config
+        .connect(tls)
+        .await
+        .map_err(|e| classify_pg("connect", e))?;
+    let target = cfg.name.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(%target, error = %e, "database connection closed");
+        }
+    });
+    let server_version: i32 = client
+        .query_one(sql::SERVER_VERSION, &[])
+        .await
+        .map_err(pg("server version"))?
+        .get(0);
+    Ok(Connection {
+        client,
+        server_version,
+        master: creds.username.clone(),
+    })
+}
