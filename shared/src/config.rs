@@ -90,7 +90,9 @@ fn default_scopes() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
+    /// RDS for PostgreSQL, Aurora PostgreSQL (14 or later).
     Postgres,
+    /// RDS for MySQL 8.0/8.4, RDS for MariaDB 10.6+, Aurora MySQL.
     Mysql,
 }
 
@@ -110,9 +112,10 @@ pub struct TargetConfig {
     pub name: String,
     pub engine: Engine,
     pub host: String,
-    #[serde(default = "default_pg_port")]
-    pub port: u16,
-    pub database: String,
+    /// Default: 5432 (postgres), 3306 (mysql).
+    pub port: Option<u16>,
+    /// The database to connect to (postgres only: MySQL accounts are server-wide).
+    pub database: Option<String>,
     /// RDS-managed master secret: `{"username": "...", "password": "..."}`.
     pub secret_arn: String,
     /// PEM bundle to trust instead of the bundled RDS CA bundle.
@@ -125,9 +128,11 @@ pub struct TargetConfig {
     /// NOLOGIN role every managed login role is a member of; only its members are ever altered.
     #[serde(default = "default_marker_role")]
     pub marker_role: String,
-    /// The role that switches a login to IAM authentication.
-    #[serde(default = "default_iam_role")]
-    pub iam_role: String,
+    /// PostgreSQL: the role that switches a login to IAM authentication (default `rds_iam`).
+    pub iam_role: Option<String>,
+    /// MySQL: the authentication plugin of IAM accounts, `IDENTIFIED WITH <iam_plugin> AS 'RDS'` (default
+    /// `AWSAuthenticationPlugin`; tests use MariaDB's `pam`, which has the same statement shape).
+    pub iam_plugin: Option<String>,
     /// Extra roles that must never be altered (the master user and RDS's own roles always are).
     #[serde(default)]
     pub protected_roles: Vec<String>,
@@ -170,23 +175,45 @@ fn default_max_clock_skew() -> u64 {
 fn yes() -> bool {
     true
 }
-fn default_pg_port() -> u16 {
-    5432
-}
+
 fn default_state_schema() -> String {
     "okta_rds_sync".into()
 }
 fn default_marker_role() -> String {
     "okta_rds_sync_managed".into()
 }
-fn default_iam_role() -> String {
-    "rds_iam".into()
-}
+
 fn default_connect_timeout_ms() -> u64 {
     1000
 }
 fn default_users_per_transaction() -> usize {
     500
+}
+
+impl TargetConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.engine {
+            Engine::Postgres => 5432,
+            Engine::Mysql => 3306,
+        })
+    }
+
+    /// The database a postgres target connects to (validated to be set).
+    pub fn database(&self) -> &str {
+        self.database.as_deref().unwrap_or("postgres")
+    }
+
+    /// PostgreSQL's IAM role.
+    pub fn iam_role(&self) -> &str {
+        self.iam_role.as_deref().unwrap_or("rds_iam")
+    }
+
+    /// MySQL's IAM authentication plugin.
+    pub fn iam_plugin(&self) -> &str {
+        self.iam_plugin
+            .as_deref()
+            .unwrap_or("AWSAuthenticationPlugin")
+    }
 }
 
 /// A configuration problem; the message names the key.
@@ -293,10 +320,29 @@ impl Config {
                     format!("duplicate target name {:?}", t.name),
                 ));
             }
-            if t.engine == Engine::Mysql {
+            let postgres = t.engine == Engine::Postgres;
+            if postgres && t.database.is_none() {
                 return Err(invalid(
-                    key("engine"),
-                    "\"mysql\" is not supported yet; use \"postgres\"",
+                    key("database"),
+                    "is required for a postgres target",
+                ));
+            }
+            if !postgres && t.database.is_some() {
+                return Err(invalid(
+                    key("database"),
+                    "is not used by mysql targets (accounts are server-wide); remove it",
+                ));
+            }
+            if !postgres && t.iam_role.is_some() {
+                return Err(invalid(
+                    key("iam_role"),
+                    "is for postgres targets; a mysql target names its iam_plugin",
+                ));
+            }
+            if postgres && t.iam_plugin.is_some() {
+                return Err(invalid(
+                    key("iam_plugin"),
+                    "is for mysql targets; a postgres target names its iam_role",
                 ));
             }
             if t.on_offboard == OnOffboard::Drop {
@@ -308,19 +354,22 @@ impl Config {
             if t.host.trim().is_empty() {
                 return Err(invalid(key("host"), "must not be empty"));
             }
-            if t.port == 0 {
+            if t.port == Some(0) {
                 return Err(invalid(key("port"), "must be between 1 and 65535"));
             }
             if t.secret_arn.trim().is_empty() {
                 return Err(invalid(key("secret_arn"), "must not be empty"));
             }
             for (field, value) in [
-                ("database", &t.database),
-                ("state_schema", &t.state_schema),
-                ("marker_role", &t.marker_role),
-                ("iam_role", &t.iam_role),
+                ("database", t.database.as_deref()),
+                ("state_schema", Some(t.state_schema.as_str())),
+                ("marker_role", Some(t.marker_role.as_str())),
+                ("iam_role", t.iam_role.as_deref()),
+                ("iam_plugin", t.iam_plugin.as_deref()),
             ] {
-                check_identifier(&key(field), value)?;
+                if let Some(value) = value {
+                    check_identifier(&key(field), value)?;
+                }
             }
             for (j, r) in t.protected_roles.iter().enumerate() {
                 check_identifier(&key(&format!("protected_roles[{j}]")), r)?;
@@ -368,7 +417,7 @@ impl Config {
             for (j, r) in g.roles.iter().enumerate() {
                 let k = key(&format!("roles[{j}]"));
                 check_identifier(&k, r)?;
-                if *r == target.iam_role || *r == target.marker_role {
+                if *r == target.iam_role() || *r == target.marker_role {
                     return Err(invalid(
                         k,
                         format!("{r:?} is managed by okta-rds-sync itself"),
@@ -474,10 +523,10 @@ roles = ["app_readonly"]
         assert!(c.okta.lowercase);
         assert_eq!(c.okta.username, UsernameSource::Login);
         let t = &c.targets[0];
-        assert_eq!((t.port, t.on_offboard), (5432, OnOffboard::Disable));
+        assert_eq!((t.port(), t.on_offboard), (5432, OnOffboard::Disable));
         assert_eq!(t.state_schema, "okta_rds_sync");
         assert_eq!(t.marker_role, "okta_rds_sync_managed");
-        assert_eq!(t.iam_role, "rds_iam");
+        assert_eq!(t.iam_role(), "rds_iam");
         assert_eq!(c.grants_for("app-prod").count(), 1);
     }
 
@@ -513,7 +562,20 @@ roles = ["app_readonly"]
             ),
             (
                 MINIMAL.replace("engine = \"postgres\"", "engine = \"mysql\""),
-                "targets[0].engine",
+                "targets[0].database",
+            ),
+            (
+                MINIMAL.replace(
+                    "database = \"app\"",
+                    "iam_plugin = \"pam\"\ndatabase = \"app\"",
+                ),
+                "targets[0].iam_plugin",
+            ),
+            (
+                MINIMAL
+                    .replace("engine = \"postgres\"", "engine = \"mysql\"")
+                    .replace("database = \"app\"", "iam_role = \"rds_iam\""),
+                "targets[0].iam_role",
             ),
             (
                 MINIMAL.replace(

@@ -10,6 +10,7 @@
 //! parallel on one cluster (roles are cluster-wide) without sharing a name.
 
 mod http;
+pub mod mariadb;
 pub mod okta;
 pub mod okta_server;
 pub mod runtime;

@@ -1,6 +1,7 @@
 //! Database engines behind the pipeline of [`crate::converge`]: one folder per engine, each implementing
 //! its `Backend` and `Unit` traits. The [`Target`] enum is the only place that dispatches between them.
 
+pub mod mysql;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -13,10 +14,13 @@ use crate::reconcile::{Listing, ReconcileReport};
 use crate::secrets::Secrets;
 use crate::status_lookup::StatusLookup;
 
-/// One configured database, with its kept connection.
+/// One configured database, with its kept connection. (Few targets, made once: the size difference of the
+/// variants does not matter.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Target {
     Postgres(TargetRunner<postgres::PgBackend>),
+    Mysql(TargetRunner<mysql::MyBackend>),
 }
 
 /// Call the same method on whichever engine the target has.
@@ -24,6 +28,7 @@ macro_rules! dispatch {
     ($self:ident, $t:ident => $call:expr) => {
         match $self {
             Target::Postgres($t) => $call,
+            Target::Mysql($t) => $call,
         }
     };
 }
@@ -36,9 +41,10 @@ impl Target {
                 config,
                 postgres::PgBackend::new(cfg, config)?,
             ))),
-            Engine::Mysql => Err(SyncError::permanent(format!(
-                "target {}: mysql is not supported yet",
-                cfg.name
+            Engine::Mysql => Ok(Target::Mysql(TargetRunner::new(
+                cfg,
+                config,
+                mysql::MyBackend::new(cfg, config)?,
             ))),
         }
     }

@@ -31,14 +31,14 @@ pub async fn bootstrap(settings: &PgSettings, client: &Client) -> Result<(), Syn
     }
     create_state_schema(settings, client).await?;
 
-    let iam = &cfg.iam_role;
-    if existing(vec![iam.clone()]).await?.is_empty() {
+    let iam = cfg.iam_role();
+    if existing(vec![iam.to_owned()]).await?.is_empty() {
         return Err(SyncError::permanent(format!(
             "target {name}: role {iam:?} does not exist (is IAM database authentication enabled?)"
         )));
     }
     let master_inherits: bool = client
-        .query_one(sql::MASTER_INHERITS_ROLE, &[iam])
+        .query_one(sql::MASTER_INHERITS_ROLE, &[&iam])
         .await
         .map_err(pg("master check"))?
         .get(0);

@@ -27,7 +27,7 @@ pub async fn read_roles(
         )
         .await
         .map_err(pg("read roles"))?;
-    let iam = &settings.cfg.iam_role;
+    let iam = settings.cfg.iam_role();
     Ok(rows
         .iter()
         .map(|r| {
@@ -39,7 +39,7 @@ pub async fn read_roles(
                 can_login: r.get(1),
                 protected: r.get(2),
                 okta_id: sql::okta_id_from_comment(comment.as_deref()),
-                iam: member_of.contains(iam),
+                iam: member_of.iter().any(|m| m == iam),
                 member_of: member_of.into_iter().filter(|m| m != iam).collect(),
                 managed: r.get(5),
                 master_inherits: r.get(6),
@@ -66,7 +66,7 @@ pub async fn run_steps(
         match sql::render_step(
             step,
             &settings.cfg.marker_role,
-            &settings.cfg.iam_role,
+            settings.cfg.iam_role(),
             &plan.okta_id,
         ) {
             Ok(statements) => {
@@ -106,7 +106,7 @@ pub async fn steps_not_taken(
         .iter()
         .map(|s| match s {
             Step::Revoke { granted, from } => (from.as_str(), granted.as_str()),
-            Step::DisableIam { role } => (role.as_str(), settings.cfg.iam_role.as_str()),
+            Step::DisableIam { role } => (role.as_str(), settings.cfg.iam_role()),
             _ => ("", ""),
         })
         .collect();
@@ -134,7 +134,7 @@ pub async fn master_locked_out(
     settings: &PgSettings,
 ) -> Result<bool, SyncError> {
     Ok(tx
-        .query_one(sql::MASTER_INHERITS_ROLE, &[&settings.cfg.iam_role])
+        .query_one(sql::MASTER_INHERITS_ROLE, &[&settings.cfg.iam_role()])
         .await
         .map_err(|e| classify_pg("master check", e))?
         .get(0))

@@ -96,8 +96,8 @@ pub async fn connect(
     let mut pg_config = tokio_postgres::Config::new();
     pg_config
         .host(&cfg.host)
-        .port(cfg.port)
-        .dbname(&cfg.database)
+        .port(cfg.port())
+        .dbname(cfg.database())
         .user(&creds.username)
         .password(creds.password.as_bytes())
         .ssl_mode(SslMode::Require)

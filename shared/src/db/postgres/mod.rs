@@ -81,7 +81,7 @@ impl PgBackend {
             .map_err(|e| SyncError::permanent(format!("state_schema: {e}")))?;
         let mapped_roles = Mapping::new(config, &cfg.name).managed_roles();
         let mut untouchable: Vec<String> = RDS_ROLES.iter().map(|r| (*r).to_owned()).collect();
-        untouchable.extend([cfg.iam_role.clone(), cfg.marker_role.clone()]);
+        untouchable.extend([cfg.iam_role().to_owned(), cfg.marker_role.clone()]);
         let mut protected = untouchable.clone();
         protected.extend(cfg.protected_roles.iter().cloned());
         protected.extend(mapped_roles.iter().cloned());
@@ -288,7 +288,8 @@ impl Unit for PgUnit<'_> {
             self.tx.rollback().await.map_err(pg("rollback"))?;
             return Err(SyncError::permanent(format!(
                 "target {}: these changes would give the master user the privileges of {:?}; rolled back",
-                self.settings.cfg.name, self.settings.cfg.iam_role
+                self.settings.cfg.name,
+                self.settings.cfg.iam_role()
             )));
         }
         if commit {

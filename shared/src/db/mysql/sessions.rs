@@ -1,0 +1,83 @@
+//! Live connections of MySQL/MariaDB accounts: killed (`KILL CONNECTION`, or `mysql.rds_kill` for RDS's
+//! master, which has no SUPER), then re-checked in the process list until none is left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Value, params::Params};
+
+use super::error::{my, server_code};
+use super::sql::list;
+use crate::converge::SessionCounts;
+use crate::error::SyncError;
+
+/// "You are not owner of thread" / access denied: the master needs RDS's procedure.
+const NOT_ALLOWED: &[u16] = &[1095, 1227];
+/// "Unknown thread id": already gone.
+const UNKNOWN_THREAD: u16 = 1094;
+
+/// `(connection id, user)` of the live connections of these accounts, but ours.
+pub async fn live(c: &mut Conn, users: &[String]) -> Result<Vec<(u64, String)>, SyncError> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<Value> = users.iter().map(|u| Value::from(u.clone())).collect();
+    c.exec(
+        format!(
+            "SELECT ID, USER FROM information_schema.PROCESSLIST WHERE USER IN ({}) AND ID <> CONNECTION_ID()",
+            list(users.len())
+        ),
+        Params::Positional(params),
+    )
+    .await
+    .map_err(my("read process list"))
+}
+
+async fn kill(c: &mut Conn, id: u64) -> Result<(), SyncError> {
+    match c.query_drop(format!("KILL CONNECTION {id}")).await {
+        Ok(()) => Ok(()),
+        Err(e) if server_code(&e) == Some(UNKNOWN_THREAD) => Ok(()),
+        Err(e) if server_code(&e).is_some_and(|code| NOT_ALLOWED.contains(&code)) => {
+            match c.exec_drop("CALL mysql.rds_kill(?)", (id,)).await {
+                Err(e) if server_code(&e) == Some(UNKNOWN_THREAD) => Ok(()),
+                other => other.map_err(my("rds_kill")),
+            }
+        }
+        Err(e) => Err(my("kill connection")(e)),
+    }
+}
+
+/// Kill every connection of `users` and re-check until none is left (bounded, with short growing waits):
+/// per user, `(terminated, remaining)`.
+pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, SyncError> {
+    let mut result: SessionCounts = users.iter().map(|u| (u.clone(), (0, 0))).collect();
+    let mut killed: BTreeSet<u64> = BTreeSet::new();
+    let mut wait = Duration::from_millis(1);
+    let mut left = live(c, users).await?;
+    for _ in 0..12 {
+        if left.is_empty() {
+            break;
+        }
+        for (id, user) in &left {
+            kill(c, *id).await?;
+            if killed.insert(*id)
+                && let Some(entry) = result.get_mut(user)
+            {
+                entry.0 += 1;
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(100));
+        left = live(c, users).await?;
+    }
+    let mut remaining: BTreeMap<&str, i64> = BTreeMap::new();
+    for (_, user) in &left {
+        *remaining.entry(user.as_str()).or_default() += 1;
+    }
+    for (user, entry) in &mut result {
+        entry.1 = remaining.get(user.as_str()).copied().unwrap_or(0);
+    }
+    Ok(result)
+}
