@@ -116,6 +116,12 @@ def queue_policy_problems(res):
                 return names
         return None
 
+    purge_denied = any(s.get("Effect") == "Deny" and s.get("Principal") == "*"
+                       and "sqs:PurgeQueue" in as_list(s.get("Action")) and not s.get("Condition")
+                       and {"RetryQueue", "RetryDeadLetterQueue"} <= getatt_names(s.get("Resource"))
+                       for s in stmts)
+    if not purge_denied:
+        problems.append("RetryQueue: its policy must deny sqs:PurgeQueue on both queues to everyone")
     senders = allowed_principals({"sqs:SendMessage"})
     if senders is None or not senders or not senders <= QUEUE_SENDERS:
         problems.append("RetryQueue: its policy must deny sqs:SendMessage to every principal but the hook's role")
@@ -315,6 +321,7 @@ def weakenings():
         ("worker reads another secret", lambda t: next(s for s in statements(worker(t)["Policies"]) if s.get("Sid") == "ReadOktaApiSecret").update(Resource={"Ref": "SecretsKmsKeyArn"})),
         ("anyone may send to the queue", drop_queue_statement("OnlyTheHookSends")),
         ("anyone may drain the queue", drop_queue_statement("OnlyTheWorkerConsumes")),
+        ("queues may be purged", drop_queue_statement("NoPurge")),
         ("another role may send to the queue", lambda t: queue_statement("OnlyTheHookSends")(t)["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].append({"Fn::Sub": "arn:aws:iam::${AWS::AccountId}:role/other"})),
         ("the hook may consume the queue", lambda t: queue_statement("OnlyTheWorkerConsumes")(t)["Condition"]["ArnNotEquals"].update({"aws:PrincipalArn": [{"Fn::GetAtt": ["RetryWorkerFunctionRole", "Arn"]}, {"Fn::GetAtt": ["OktaHookFunctionRole", "Arn"]}]})),
         ("queue denial turned into an allow", lambda t: queue_statement("OnlyTheHookSends")(t).update(Effect="Allow")),

@@ -309,6 +309,7 @@ impl Config {
             ));
         }
         let mut names = BTreeSet::new();
+        let mut servers = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let key = |field: &str| format!("targets[{i}].{field}");
             if t.name.trim().is_empty() {
@@ -356,6 +357,17 @@ impl Config {
             }
             if t.port == Some(0) {
                 return Err(invalid(key("port"), "must be between 1 and 65535"));
+            }
+            if !servers.insert((
+                t.engine == Engine::Postgres,
+                t.host.to_ascii_lowercase(),
+                t.port(),
+            )) {
+                return Err(invalid(
+                    key("host"),
+                    "another target names the same server: roles are server-wide, so two targets would undo \
+                     each other's changes; map all its groups in one target",
+                ));
             }
             if t.secret_arn.trim().is_empty() {
                 return Err(invalid(key("secret_arn"), "must not be empty"));
@@ -681,6 +693,17 @@ roles = ["app_readonly"]
                 .unwrap_err()
                 .to_string()
                 .contains("targets[1].name")
+        );
+        let same_server = two
+            .replacen("name = \"app-prod\"", "name = \"app-other\"", 2)
+            .replacen("name = \"app-other\"", "name = \"app-prod\"", 1);
+        assert!(
+            parse(&same_server)
+                .unwrap_err()
+                .to_string()
+                .contains("targets[1].host"),
+            "{}",
+            parse(&same_server).unwrap_err()
         );
         let none = "[hook]\nsecret_arn = \"x\"\ntargets = []\n";
         assert!(parse(none).unwrap_err().to_string().contains("targets"));

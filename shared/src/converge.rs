@@ -152,10 +152,12 @@ pub trait Unit: Send {
         &mut self,
         users: &[String],
     ) -> impl Future<Output = Result<BTreeMap<String, UserFacts>, SyncError>> + Send;
-    /// The accounts with these names, as the planner needs them.
+    /// The accounts with these names, and those recorded for these Okta users whatever they are called now,
+    /// as the planner needs them.
     fn read_roles(
         &mut self,
         names: &[String],
+        users: &[String],
     ) -> impl Future<Output = Result<BTreeMap<String, ActualRole>, SyncError>> + Send;
     /// Run one user's steps. A transient error aborts the unit (`Err`); a permanent one is undone as far as
     /// the engine can (a savepoint) and reported (`Ok(Err(message))`) so other users still converge.
@@ -197,6 +199,8 @@ pub struct TargetRunner<B> {
 struct Offboarded {
     okta_id: String,
     role: String,
+    /// Other roles that held it (their sessions may have done `SET ROLE` into it).
+    holders: Vec<String>,
     uuids: Vec<String>,
     actor: String,
     changed: bool,
@@ -470,7 +474,7 @@ impl<B: Backend> TargetRunner<B> {
                 target: self.name.clone(),
                 ..TargetSummary::default()
             };
-            let converged = self
+            let converged = match self
                 .converge_locked(
                     &touched,
                     Some(&facts),
@@ -478,7 +482,20 @@ impl<B: Backend> TargetRunner<B> {
                     &batch,
                     &mut summary,
                 )
-                .await?;
+                .await
+            {
+                Ok(converged) => converged,
+                // One batch that cannot be applied now (a lock held elsewhere, a failover) must not keep the
+                // others from converging: it is counted as failed (drift, and an ERROR line) and retried by
+                // the next run.
+                Err(e) if e.is_transient() => {
+                    tracing::error!(db_target = %self.name, users = chunk.len(), error = %e,
+                        "reconcile batch not applied; the next run retries it");
+                    report.failed += chunk.len();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             report.sessions += if dry_run {
                 let roles: Vec<String> = converged
                     .offboarded
@@ -543,13 +560,19 @@ impl<B: Backend> TargetRunner<B> {
         if offboarded.is_empty() {
             return Ok(());
         }
-        let roles: Vec<String> = offboarded.iter().map(|o| o.role.clone()).collect();
+        let roles: Vec<String> = offboarded
+            .iter()
+            .flat_map(|o| std::iter::once(o.role.clone()).chain(o.holders.iter().cloned()))
+            .collect();
         let killed = self.backend.terminate_sessions(&roles).await;
         let mut audit = Vec::new();
         for o in offboarded {
             let (outcome, detail) = match &killed {
                 Ok(counts) => {
-                    let (terminated, remaining) = counts.get(&o.role).copied().unwrap_or_default();
+                    let (terminated, remaining) = std::iter::once(&o.role)
+                        .chain(&o.holders)
+                        .filter_map(|r| counts.get(r))
+                        .fold((0, 0), |(t, r), (t2, r2)| (t + t2, r + r2));
                     summary.sessions_terminated += terminated;
                     if !(o.changed || terminated > 0 || remaining > 0) {
                         continue;
@@ -620,7 +643,7 @@ async fn converge<B: Backend>(
             candidates.push(n);
         }
     }
-    let roles = unit.read_roles(&candidates).await?;
+    let roles = unit.read_roles(&candidates, &users).await?;
 
     let mut audit: Vec<AuditEntry> = Vec::new();
     let mut recorded: Vec<(String, String)> = Vec::new();
@@ -662,7 +685,12 @@ async fn converge<B: Backend>(
             .as_deref()
             .and_then(|l| role_name_for(&ctx, l).ok())
             .and_then(|n| roles.get(&n));
-        let recorded_role = user_facts.role_name.as_ref().and_then(|n| roles.get(n));
+        // The role recorded for the user: by what the engine recorded (an OID survives renames and lost
+        // markers), else by name.
+        let recorded_role = roles
+            .values()
+            .find(|r| r.recorded_for.as_deref() == Some(okta_id.as_str()))
+            .or_else(|| user_facts.role_name.as_ref().and_then(|n| roles.get(n)));
         let plan = plan_user(
             user_facts,
             ActualRoles {
@@ -730,9 +758,7 @@ async fn converge<B: Backend>(
                         Outcome::Applied,
                     ));
                 }
-                if let Some(role) = &plan.role
-                    && user_facts.role_name.as_ref() != Some(role)
-                {
+                if let Some(role) = &plan.role {
                     recorded.push((okta_id.clone(), role.clone()));
                 }
                 if plan.terminate_sessions
@@ -741,6 +767,7 @@ async fn converge<B: Backend>(
                     offboarded.push(Offboarded {
                         okta_id: okta_id.clone(),
                         role: role.clone(),
+                        holders: plan.holders.clone(),
                         uuids: provenance.uuids.clone(),
                         actor: provenance.actor.clone(),
                         changed: !plan.steps.is_empty(),

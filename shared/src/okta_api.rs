@@ -103,6 +103,9 @@ pub struct OktaUser {
     pub id: String,
     pub status: String,
     pub profile: OktaProfile,
+    /// When Okta last changed the user (status included): what a looked-up status is true as of.
+    #[serde(default, rename = "lastUpdated")]
+    pub last_updated: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

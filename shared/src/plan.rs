@@ -103,6 +103,12 @@ pub struct ActualRole {
     /// Enabling IAM authentication on this role would lock the master user out (PostgreSQL: the master
     /// inherits the role's privileges, and RDS refuses a password to members of `rds_iam`).
     pub master_inherits: bool,
+    /// The Okta user the engine's own records say this role was made for (PostgreSQL: by OID), whatever
+    /// its name, marker or comment now say: such a role is ours.
+    pub recorded_for: Option<String>,
+    /// Other roles that are members of this one (the master's own administrative membership aside): on
+    /// offboarding they lose it, and their sessions end too.
+    pub held_by: BTreeSet<String>,
 }
 
 /// One change to make, in order.
@@ -253,6 +259,8 @@ pub struct UserPlan {
     /// The user is not entitled, yet a refusal leaves their role able to log in or holding mapped roles.
     /// Raised as an alarm and counted as drift.
     pub access_left: bool,
+    /// Roles that held the offboarded role: their sessions are terminated with the role's own.
+    pub holders: Vec<String>,
 }
 
 /// The actual roles relevant to one user: the one recorded for them, and the one their login maps to.
@@ -284,7 +292,10 @@ pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, ctx: &PlanContext<'
         ..UserPlan::default()
     };
 
-    let ours = |a: &&ActualRole| a.managed && a.okta_id.as_deref() == Some(okta_id);
+    let ours = |a: &&ActualRole| {
+        (a.managed && a.okta_id.as_deref() == Some(okta_id))
+            || a.recorded_for.as_deref() == Some(okta_id)
+    };
     let current = actual
         .recorded
         .filter(ours)
@@ -311,7 +322,8 @@ pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, ctx: &PlanContext<'
             // A deleted user's role keeps its name (Okta renames the user on deletion).
             let deleted = facts.status == Some(UserStatus::Deleted);
             match &desired_name {
-                Ok(new) if *new != cur.name && !deleted => match foreign {
+                // Only an entitled user is renamed: an offboarding never waits on (or fails with) a rename.
+                Ok(new) if *new != cur.name && !deleted && entitled => match foreign {
                     Some(_) => plan.refusals.push(Refusal::RenameTargetExists {
                         from: role.clone(),
                         to: new.clone(),
@@ -401,6 +413,16 @@ pub fn plan_user(facts: &UserFacts, actual: ActualRoles<'_>, ctx: &PlanContext<'
     if !entitled && base.iam && ctx.iam_removed_on_offboard {
         plan.steps.push(Step::DisableIam { role: role.clone() });
         revoked = true;
+    }
+    if !entitled {
+        // Whoever was made a member of the role (PostgreSQL 14 lets a user grant her own role) loses it.
+        for holder in &base.held_by {
+            plan.steps.push(Step::Revoke {
+                granted: role.clone(),
+                from: holder.clone(),
+            });
+        }
+        plan.holders = base.held_by.iter().cloned().collect();
     }
     if entitled && !base.can_login && iam_ok {
         plan.steps.push(Step::SetLogin {

@@ -106,7 +106,9 @@ impl StatusLookup {
         {
             return Ok(*answer);
         }
-        let at = Utc::now();
+        // The answer is true as of Okta's lastUpdated; without it, as of now minus a clock skew, so that our
+        // clock running ahead of Okta's cannot let it outrank a deactivation published just after.
+        let asked = Utc::now() - chrono::Duration::seconds(120);
         let client = self.client.get().ok_or("no Okta client")?;
         let user = client.user(okta_id).await.map_err(|e| e.to_string())?;
         if user.id != okta_id {
@@ -114,7 +116,9 @@ impl StatusLookup {
         }
         let answer = LookedUp {
             status: status_from_okta(&user.status),
-            at,
+            at: user.last_updated.map_or(asked, |updated| {
+                updated.min(asked + chrono::Duration::seconds(120))
+            }),
         };
         self.cache
             .lock()

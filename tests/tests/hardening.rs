@@ -1025,3 +1025,294 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
         "5s"
     );
 }
+
+#[tokio::test]
+async fn a_login_holding_advisory_locks_cannot_stop_an_offboarding() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uLOCKER0001", &env.login("eve"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    // The user about to leave holds the advisory locks the tool once used for her and for bootstraps.
+    let eve = env.open_session_as(&env.login("eve")).await;
+    eve.batch_execute(&format!(
+        "SELECT pg_advisory_lock(hashtextextended('okta-rds-sync:{}', 0));
+         SELECT pg_advisory_lock(hashtextextended('okta-rds-sync:bootstrap', 0));",
+        u.id
+    ))
+    .await
+    .unwrap();
+    // Nor can she lock the rows the tool serializes on now.
+    let denied = eve
+        .batch_execute("BEGIN; SELECT 1 FROM okta_rds_sync.users FOR UPDATE")
+        .await;
+    assert!(denied.is_err(), "the state schema is the master's alone");
+    let fresh_cold_start = env.app().await;
+    let s = send(
+        &fresh_cold_start,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "e2")],
+    )
+    .await;
+    assert_eq!(s["queued"], false, "{s}");
+    assert!(!env.role(&env.login("eve")).await.unwrap().can_login);
+    assert!(
+        eve.simple_query("SELECT 1").await.is_err(),
+        "her session is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_role_renamed_or_unmarked_behind_our_back_is_still_offboarded() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let [ren, com, unm] =
+        ["ren", "com", "unm"].map(|n| User::new(&format!("00u{n}0ident"), &env.login(n)));
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&ren), Some(READERS), 1, "e1"),
+            event(ADD, Some(&com), Some(READERS), 1, "e2"),
+            event(ADD, Some(&unm), Some(READERS), 1, "e3"),
+        ],
+    )
+    .await;
+    let su = env.superuser().await;
+    let q = |n: &str| okta_rds_sync::db::postgres::sql::quote_ident(&env.login(n)).unwrap();
+    su.batch_execute(&format!(
+        "ALTER ROLE {} RENAME TO {}_renamed;
+         COMMENT ON ROLE {} IS 'not managed, honest';
+         REVOKE {} FROM {};",
+        q("ren"),
+        env.prefix,
+        q("com"),
+        env.marker_role,
+        q("unm"),
+    ))
+    .await
+    .unwrap();
+    let s = send(
+        &app,
+        "d2",
+        vec![
+            event("user.lifecycle.deactivate", Some(&ren), None, 2, "e4"),
+            event("user.lifecycle.deactivate", Some(&com), None, 2, "e5"),
+            event("user.lifecycle.deactivate", Some(&unm), None, 2, "e6"),
+        ],
+    )
+    .await;
+    assert_eq!(s["targets"][0]["access_left"], 0, "{s}");
+    for name in [
+        format!("{}_renamed", env.prefix),
+        env.login("com"),
+        env.login("unm"),
+    ] {
+        let role = env.role(&name).await.unwrap();
+        assert!(
+            !role.can_login && !role.member_of.contains("rds_iam"),
+            "{name}: {role:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn whoever_holds_an_offboarded_role_loses_it_and_their_sessions() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uHELD00001", &env.login("eve"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    // An accomplice was made a member of eve's role (on PostgreSQL 14 eve could do it herself).
+    let accomplice = format!("{}_accomplice", env.prefix);
+    let su = env.superuser().await;
+    let role = okta_rds_sync::db::postgres::sql::quote_ident(&env.login("eve")).unwrap();
+    su.batch_execute(&format!(
+        "CREATE ROLE {accomplice} LOGIN PASSWORD 'acc-pw'; GRANT {role} TO {accomplice};"
+    ))
+    .await
+    .unwrap();
+    let session = servers()
+        .connect(&env.database, &accomplice, "acc-pw")
+        .await
+        .unwrap();
+    session
+        .batch_execute(&format!("SET ROLE {role}"))
+        .await
+        .unwrap();
+    send(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "e2")],
+    )
+    .await;
+    let still_member = env
+        .role(&accomplice)
+        .await
+        .unwrap()
+        .member_of
+        .contains(&env.login("eve"));
+    if servers().pg_major >= 16 {
+        // PostgreSQL 16+: the master cannot revoke a grant another grantor made; the audit says so (alarm).
+        assert!(still_member);
+        assert!(
+            env.audit()
+                .await
+                .iter()
+                .any(|a| a.action == "revoke" && a.outcome == "failed")
+        );
+    } else {
+        assert!(!still_member, "membership in the offboarded role revoked");
+    }
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "the session that had SET ROLE into it is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_master_made_member_of_a_managed_role_is_healed_not_locked_out() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let [eve, ann] = ["eve", "ann"].map(|n| User::new(&format!("00u{n}0heal"), &env.login(n)));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&eve), Some(READERS), 1, "e1")],
+    )
+    .await;
+    let role = okta_rds_sync::db::postgres::sql::quote_ident(&env.login("eve")).unwrap();
+    if servers().pg_major < 15 {
+        // PostgreSQL 14: the user does it herself.
+        let session = env.open_session_as(&env.login("eve")).await;
+        session
+            .batch_execute(&format!("GRANT {role} TO {}", env.master))
+            .await
+            .expect("PostgreSQL 14 lets a role grant itself");
+    } else {
+        env.grant_inherited(&role, &env.master).await;
+    }
+    // Another user's onboarding (which grants) and eve's own deactivation both go through.
+    let s = send(
+        &app,
+        "d2",
+        vec![
+            event(ADD, Some(&ann), Some(READERS), 2, "e2"),
+            event("user.lifecycle.deactivate", Some(&eve), None, 2, "e3"),
+        ],
+    )
+    .await;
+    assert_eq!(s["queued"], false, "{s}");
+    assert!(env.role(&env.login("ann")).await.unwrap().can_login);
+    assert!(!env.role(&env.login("eve")).await.unwrap().can_login);
+    servers()
+        .connect(&env.database, &env.master, &env.master_password)
+        .await
+        .expect("the master still logs in with its password");
+}
+
+#[tokio::test]
+async fn a_read_only_default_set_by_a_database_owner_does_not_stop_offboarding() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00uREADONLY1", &env.login("eve"));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&u), Some(READERS), 1, "e1")],
+    )
+    .await;
+    env.superuser()
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            env.database
+        ))
+        .await
+        .unwrap();
+    env.drop_master_connections().await;
+    let s = send(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "e2")],
+    )
+    .await;
+    assert_eq!(s["queued"], false, "{s}");
+    assert!(!env.role(&env.login("eve")).await.unwrap().can_login);
+}
+
+#[tokio::test]
+async fn a_rename_never_holds_back_an_offboarding() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let [taker, zed] = ["taker", "zed"].map(|n| User::new(&format!("00u{n}0ren"), &env.login(n)));
+    send(
+        &app,
+        "d1",
+        vec![event(ADD, Some(&zed), Some(READERS), 1, "e1")],
+    )
+    .await;
+    // One delivery: someone takes the name, zed is renamed to it, and zed is deactivated.
+    let renamed = User::new(&zed.id, &env.login("taker"));
+    send(
+        &app,
+        "d2",
+        vec![
+            event(ADD, Some(&taker), Some(READERS), 2, "e2"),
+            event("user.account.update_profile", Some(&renamed), None, 3, "e3"),
+            event("user.lifecycle.deactivate", Some(&renamed), None, 4, "e4"),
+        ],
+    )
+    .await;
+    let role = env.role(&env.login("zed")).await.unwrap();
+    assert!(!role.can_login, "NOLOGIN whatever happened to the rename");
+}
+
+#[tokio::test]
+async fn a_reconcile_batch_that_cannot_lock_does_not_stop_the_others() {
+    let env = TestEnv::new().await;
+    let toml = env.config_with("", "users_per_transaction = 1");
+    let app = env.app_from(&toml).await;
+    let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0batch"), &env.login(n)));
+    send(
+        &app,
+        "d1",
+        vec![
+            event(ADD, Some(&ann), Some(READERS), 1, "e1"),
+            event(ADD, Some(&ben), Some(READERS), 1, "e2"),
+        ],
+    )
+    .await;
+    // Something holds ann's state row (a long transaction of another delivery, say).
+    let mut holder = env.superuser().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM okta_rds_sync.users WHERE okta_id = $1 FOR UPDATE",
+        &[&ann.id],
+    )
+    .await
+    .unwrap();
+    let (_okta, client) = okta_listing(&[(&ann, "DEPROVISIONED"), (&ben, "DEPROVISIONED")]).await;
+    let report = reconcile(&toml, &client, false).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert!(report.drift());
+    assert!(
+        !env.role(&env.login("ben")).await.unwrap().can_login,
+        "ben converged"
+    );
+    tx.rollback().await.unwrap();
+    let again = reconcile(&toml, &client, false).await;
+    assert_eq!(again.failed, 0);
+    assert!(
+        !env.role(&env.login("ann")).await.unwrap().can_login,
+        "ann on the next run"
+    );
+}

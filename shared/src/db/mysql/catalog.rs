@@ -138,6 +138,8 @@ pub async fn read_roles(
                 protected: superuser || name == master || settings.protected.contains(&name),
                 untouchable: name == master || settings.untouchable.contains(&name),
                 master_inherits: false,
+                recorded_for: recorded.get(&name).cloned(),
+                held_by: BTreeSet::new(),
             };
             (name, role)
         })

@@ -296,6 +296,7 @@ impl Unit for MyUnit<'_> {
     async fn read_roles(
         &mut self,
         names: &[String],
+        _users: &[String],
     ) -> Result<BTreeMap<String, ActualRole>, SyncError> {
         let (flavor, master) = (self.conn.flavor, self.conn.master.clone());
         catalog::read_roles(&mut self.conn.conn, flavor, self.settings, &master, names).await

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
-use super::PgSettings;
 use super::error::pg;
 use super::sql;
+use super::{PgSettings, catalog};
 use crate::error::SyncError;
 
 pub async fn bootstrap(settings: &PgSettings, client: &Client) -> Result<(), SyncError> {
@@ -29,7 +29,16 @@ pub async fn bootstrap(settings: &PgSettings, client: &Client) -> Result<(), Syn
             other => other.map_err(pg("create marker role"))?,
         }
     }
-    create_state_schema(settings, client).await?;
+    // Concurrent cold starts may race to create the same objects: the loser retries once they exist.
+    let mut attempt = 0;
+    while let Err(e) = create_state_schema(settings, client).await {
+        attempt += 1;
+        if attempt >= 3 || !e.to_string().contains("already exists") {
+            return Err(e);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    catalog::heal_master(client, settings).await?;
 
     let iam = cfg.iam_role();
     if existing(vec![iam.to_owned()]).await?.is_empty() {
@@ -75,16 +84,28 @@ pub async fn bootstrap(settings: &PgSettings, client: &Client) -> Result<(), Syn
     Ok(())
 }
 
-/// Create the state schema and its tables (idempotent, serialized by an advisory lock), refusing a schema
-/// or table that the master does not own: whoever owns them could make the master run their code.
+/// Create the state schema and its tables (idempotent; no advisory lock, which any login could hold to stop
+/// every cold start), refusing a schema or table that the master does not own: whoever owns them could
+/// make the master run their code.
 async fn create_state_schema(settings: &PgSettings, client: &Client) -> Result<(), SyncError> {
     let cfg = &settings.cfg;
+    if let Some(row) = client
+        .query_opt(sql::STATE_SCHEMA_OWNERSHIP, &[&cfg.state_schema])
+        .await
+        .map_err(pg("state schema owner"))?
+    {
+        let (owned, foreign, version): (bool, Vec<String>, Option<String>) =
+            (row.get(0), row.get(2), row.get(3));
+        if owned && foreign.is_empty() && version.as_deref() == Some(sql::STATE_VERSION) {
+            return Ok(());
+        }
+    }
     let ddl = sql::state_schema_ddl(&cfg.state_schema)
         .map_err(|e| SyncError::permanent(e.to_string()))?;
     let (create_schema, tables) = ddl
         .split_first()
         .ok_or_else(|| SyncError::permanent("state schema DDL is empty"))?;
-    let script = format!("BEGIN; {}; {create_schema}", sql::BOOTSTRAP_LOCK);
+    let script = format!("BEGIN; {create_schema}");
     let result = async {
         client
             .batch_execute(&script)

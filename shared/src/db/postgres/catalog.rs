@@ -9,20 +9,23 @@ use super::{PgSettings, sql};
 use crate::error::SyncError;
 use crate::plan::{ActualRole, Step, UserPlan};
 
-/// The roles with these names, as the planner needs them.
+/// The roles with these names, and those recorded for these users (found by OID, whatever their name,
+/// marker or comment now), as the planner needs them.
 pub async fn read_roles(
     tx: &Transaction<'_>,
     settings: &PgSettings,
     names: &[String],
+    users: &[String],
 ) -> Result<BTreeMap<String, ActualRole>, SyncError> {
     let rows = tx
         .query(
-            sql::READ_ROLES,
+            &settings.state.read_roles,
             &[
                 &names,
                 &settings.cfg.marker_role,
                 &settings.protected,
                 &settings.untouchable,
+                &users,
             ],
         )
         .await
@@ -44,6 +47,8 @@ pub async fn read_roles(
                 managed: r.get(5),
                 master_inherits: r.get(6),
                 untouchable: r.get(7),
+                recorded_for: r.get(8),
+                held_by: r.get::<_, Vec<String>>(9).into_iter().collect(),
             };
             (name, role)
         })
@@ -125,6 +130,35 @@ pub async fn steps_not_taken(
         .filter(|(_, (m, g))| remaining.iter().any(|(rm, rg)| rm == m && rg == g))
         .map(|(i, _)| i)
         .collect())
+}
+
+/// Revoke the master's inherited memberships in roles that carry the marker (PostgreSQL 14 lets a user
+/// grant her own role to anyone): each would give the master the IAM role's privileges. Alarmed.
+pub async fn heal_master<C: tokio_postgres::GenericClient>(
+    c: &C,
+    settings: &PgSettings,
+) -> Result<(), SyncError> {
+    let rows = c
+        .query(sql::MASTER_IN_MARKED_ROLES, &[&settings.cfg.marker_role])
+        .await
+        .map_err(pg("master memberships"))?;
+    for row in rows {
+        let role: String = row.get(0);
+        let revoke = format!(
+            "REVOKE {} FROM SESSION_USER",
+            sql::quote_ident(&role).map_err(|e| SyncError::permanent(e.to_string()))?
+        );
+        let result = c.batch_execute(&revoke).await;
+        tracing::error!(
+            db_target = %settings.cfg.name,
+            role = %role,
+            revoked = result.is_ok(),
+            "the master user was a member of a managed role (it would inherit the IAM role and be locked out); \
+             membership revoked"
+        );
+        result.map_err(pg("revoke the master's membership"))?;
+    }
+    Ok(())
 }
 
 /// Whether the changes of this transaction give the master the privileges of the IAM role (RDS would then

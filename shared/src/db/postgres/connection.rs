@@ -119,6 +119,21 @@ pub async fn connect(
         .await
         .map_err(pg("server version"))?
         .get(0);
+    client
+        .batch_execute(&sql::session_reset(server_version))
+        .await
+        .map_err(pg("session settings"))?;
+    let as_master: bool = client
+        .query_one(sql::SESSION_IS_MASTER, &[])
+        .await
+        .map_err(pg("session user"))?
+        .get(0);
+    if !as_master {
+        return Err(SyncError::permanent(format!(
+            "target {}: the session does not run as the master user; refusing to continue",
+            cfg.name
+        )));
+    }
     Ok(Connection {
         client,
         server_version,

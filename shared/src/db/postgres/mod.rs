@@ -129,6 +129,8 @@ impl PgBackend {
 pub struct PgUnit<'a> {
     tx: Transaction<'a>,
     settings: &'a PgSettings,
+    /// Some step granted a role or IAM: the master check runs before commit (only then).
+    granted: bool,
 }
 
 impl std::fmt::Debug for PgUnit<'_> {
@@ -179,7 +181,11 @@ impl Backend for PgBackend {
         tx.batch_execute(&sql::transaction_settings(&timeout, version))
             .await
             .map_err(pg("session settings"))?;
-        Ok(PgUnit { tx, settings })
+        Ok(PgUnit {
+            tx,
+            settings,
+            granted: false,
+        })
     }
 
     async fn managed_users(&mut self) -> Result<Vec<String>, SyncError> {
@@ -229,8 +235,10 @@ impl Unit for PgUnit<'_> {
         if ids.is_empty() {
             return Ok(());
         }
+        // Row locks in the master's own state table: an ordinary login can neither take nor block them
+        // (advisory locks share one namespace with every login).
         self.tx
-            .query_one(sql::LOCK_USERS, &[&ids])
+            .query_one(&self.settings.state.lock_users, &[&ids])
             .await
             .map_err(pg("lock users"))?;
         Ok(())
@@ -258,12 +266,19 @@ impl Unit for PgUnit<'_> {
     async fn read_roles(
         &mut self,
         names: &[String],
+        users: &[String],
     ) -> Result<BTreeMap<String, ActualRole>, SyncError> {
-        catalog::read_roles(&self.tx, self.settings, names).await
+        catalog::read_roles(&self.tx, self.settings, names, users).await
     }
 
     async fn run_steps(&mut self, plan: &UserPlan) -> Result<Result<(), String>, SyncError> {
-        catalog::run_steps(&self.tx, self.settings, plan).await
+        let outcome = catalog::run_steps(&self.tx, self.settings, plan).await?;
+        self.granted |= outcome.is_ok()
+            && plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Grant { .. } | Step::EnableIam { .. }));
+        Ok(outcome)
     }
 
     async fn steps_not_taken(&mut self, revokes: &[Step]) -> Result<Vec<usize>, SyncError> {
@@ -282,9 +297,14 @@ impl Unit for PgUnit<'_> {
         store::insert_audit(&self.tx, &self.settings.state, delivery_id, entries).await
     }
 
-    /// Before committing, the RDS rule: the master must never end up with the IAM role's privileges.
+    /// Before committing changes that granted anything, the RDS rule: the master must never end up with the
+    /// IAM role's privileges. Memberships that would give them (made by someone else) are revoked first;
+    /// what is still left rolls the transaction back. Revoking units are never blocked by this.
     async fn finish(self, commit: bool) -> Result<(), SyncError> {
-        if catalog::master_locked_out(&self.tx, self.settings).await? {
+        if self.granted && catalog::master_locked_out(&self.tx, self.settings).await? {
+            catalog::heal_master(&self.tx, self.settings).await?;
+        }
+        if self.granted && catalog::master_locked_out(&self.tx, self.settings).await? {
             self.tx.rollback().await.map_err(pg("rollback"))?;
             return Err(SyncError::permanent(format!(
                 "target {}: these changes would give the master user the privileges of {:?}; rolled back",

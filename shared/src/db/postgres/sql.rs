@@ -18,9 +18,25 @@ pub const COMMENT_PREFIX: &str = "okta-rds-sync:";
 ///   and operators are never looked up there. Every function in this module is also schema-qualified.
 /// - `statement_timeout`: no statement (bootstrap, session kill) waits forever; transactions lower it.
 /// - `idle_in_transaction_session_timeout`: a transaction left open (an invocation cut short, a frozen
-///   Lambda sandbox) releases its locks within seconds instead of blocking every other delivery.
+///   Lambda sandbox) releases its locks within seconds instead of blocking every other delivery;
+/// - read-write, read-committed transactions whatever the database's or the role's defaults say (a
+///   database owner could otherwise make every transaction read-only and stop all offboarding).
 pub const SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp -c statement_timeout=10000 \
-     -c idle_in_transaction_session_timeout=5000";
+     -c idle_in_transaction_session_timeout=5000 -c lock_timeout=2000 -c default_transaction_read_only=off \
+     -c default_transaction_isolation=read\\ committed -c default_transaction_deferrable=off";
+
+/// After connecting: drop any role a setting made the session assume, and (PostgreSQL 17+) any
+/// `transaction_timeout` a setting imposed, which no startup option could name on older servers.
+pub fn session_reset(server_version: i32) -> String {
+    let mut reset = String::from("SET ROLE NONE");
+    if server_version >= 170_000 {
+        reset.push_str("; SET transaction_timeout = 0");
+    }
+    if server_version >= 160_000 {
+        reset.push_str("; SET createrole_self_grant = ''");
+    }
+    reset
+}
 
 /// `server_version_num` of the server, as an integer (e.g. 150019).
 pub const SERVER_VERSION: &str = "SELECT pg_catalog.current_setting('server_version_num')::int";
@@ -28,18 +44,21 @@ pub const SERVER_VERSION: &str = "SELECT pg_catalog.current_setting('server_vers
 /// Whether the kept connection still answers.
 pub const PING: &str = "SELECT 1";
 
-/// Serialize bootstraps of the state schema (several cold starts at once).
-pub const BOOTSTRAP_LOCK: &str = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:bootstrap', 0))";
-
 /// Who owns the state schema `$1`, and which of its objects someone else owns. A schema or table that an
 /// ordinary login created (before the first run, or by a grant) could be used to run code as the master.
+/// Also its comment, which records the version of its tables ([`STATE_VERSION`]): a current schema costs this
+/// one query at a cold start, and no DDL (whose table locks would wait on live deliveries).
 pub const STATE_SCHEMA_OWNERSHIP: &str = "
 SELECT n.nspowner = r.oid AS owned_by_master,
        pg_catalog.pg_get_userbyid(n.nspowner)::text AS owner,
        ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c
-             WHERE c.relnamespace = n.oid AND c.relowner <> r.oid ORDER BY 1) AS foreign_objects
+             WHERE c.relnamespace = n.oid AND c.relowner <> r.oid ORDER BY 1) AS foreign_objects,
+       pg_catalog.obj_description(n.oid, 'pg_namespace') AS version
 FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r
 WHERE n.nspname::text = $1::text AND r.rolname = session_user";
+
+/// The state schema's comment once its tables are current. Bump it with every change to the DDL.
+pub const STATE_VERSION: &str = "okta-rds-sync state v2";
 
 /// One user's steps run inside this savepoint, so a permanent failure of one user does not abort the others.
 pub const USER_SAVEPOINT: &str = "SAVEPOINT okta_rds_sync_user";
@@ -215,6 +234,9 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
                 outcome text NOT NULL, duration_ms double precision)"
         ),
         format!("CREATE INDEX IF NOT EXISTS audit_okta_id ON {s}.audit (okta_id, at)"),
+        // v2: the recorded role's OID, so a role renamed or unmarked behind our back is still ours.
+        format!("ALTER TABLE {s}.users ADD COLUMN IF NOT EXISTS role_oid oid"),
+        format!("COMMENT ON SCHEMA {s} IS '{STATE_VERSION}'"),
     ])
 }
 
@@ -238,12 +260,9 @@ pub struct StateSql {
     pub insert_audit: String,
     pub managed_users: String,
     pub group_members: String,
+    pub lock_users: String,
+    pub read_roles: String,
 }
-
-/// Serialize changes per Okta user: one transaction-scoped advisory lock per user id (`$1`, sorted by the
-/// caller so that concurrent deliveries always lock in the same order).
-pub const LOCK_USERS: &str = "SELECT pg_catalog.count(pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('okta-rds-sync:' || u, 0)))
-     FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (u, n)";
 
 impl StateSql {
     /// Every statement, for checks over all of them.
@@ -262,6 +281,8 @@ impl StateSql {
             &self.insert_audit,
             &self.managed_users,
             &self.group_members,
+            &self.lock_users,
+            &self.read_roles,
         ]
     }
 
@@ -339,9 +360,42 @@ impl StateSql {
                                    AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))"
             ),
             record_roles: format!(
-                "UPDATE {users} u SET role_name = x.role_name, updated_at = pg_catalog.now()
-                 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS x (okta_id, role_name)
-                 WHERE u.okta_id = x.okta_id AND u.role_name IS DISTINCT FROM x.role_name"
+                "UPDATE {users} u SET role_name = x.role_name, role_oid = x.role_oid, updated_at = pg_catalog.now()
+                 FROM (SELECT y.okta_id, y.role_name, r.oid AS role_oid
+                       FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS y (okta_id, role_name)
+                       LEFT JOIN pg_catalog.pg_roles r ON r.rolname::text = y.role_name) AS x
+                 WHERE u.okta_id = x.okta_id
+                   AND (u.role_name IS DISTINCT FROM x.role_name OR u.role_oid IS DISTINCT FROM x.role_oid)"
+            ),
+            lock_users: format!(
+                "WITH new AS (INSERT INTO {users} (okta_id)
+                              SELECT DISTINCT t.u FROM pg_catalog.unnest($1::text[]) AS t (u) ORDER BY 1
+                              ON CONFLICT DO NOTHING)
+                 SELECT pg_catalog.count(*) FROM (SELECT okta_id FROM {users} WHERE okta_id = ANY($1::text[])
+                                                   ORDER BY okta_id FOR UPDATE) AS locked"
+            ),
+            read_roles: format!(
+                "SELECT r.rolname::text,
+                        r.rolcanlogin,
+                        (r.rolsuper OR r.rolname::text = ANY($3::text[]) OR r.rolname = session_user
+                          OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
+                                     WHERE s.rolname IN ('rds_superuser', 'rdsadmin', 'rdsrepladmin')
+                                       AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER'))) AS protected,
+                        pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
+                        ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m
+                              JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                                WHERE m.member = r.oid AND g.rolname::text = $2::text) AS managed,
+                        pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits,
+                        (r.rolname = session_user OR r.rolname::text = ANY($4::text[])) AS untouchable,
+                        (SELECT u.okta_id FROM {users} u WHERE u.role_oid = r.oid AND u.okta_id = ANY($5::text[])
+                         ORDER BY 1 LIMIT 1) AS recorded_for,
+                        ARRAY(SELECT h.rolname::text FROM pg_catalog.pg_auth_members m
+                              JOIN pg_catalog.pg_roles h ON h.oid = m.member
+                              WHERE m.roleid = r.oid AND h.rolname <> session_user) AS held_by
+                 FROM pg_catalog.pg_roles r
+                 WHERE r.rolname::text = ANY($1::text[])
+                    OR r.oid IN (SELECT u.role_oid FROM {users} u WHERE u.okta_id = ANY($5::text[]))"
             ),
             managed_users: format!("SELECT okta_id FROM {users} WHERE role_name IS NOT NULL"),
             group_members: format!("SELECT okta_id FROM {memberships} WHERE group_id = $1 AND member"),
@@ -359,25 +413,18 @@ impl StateSql {
     }
 }
 
-/// The roles with these names (`$1`), as the planner needs them. `$2`: the marker role; `$3`: extra
-/// protected names; `$4`: names never altered even if marked as ours. The master user (`session_user`),
-/// superusers and members of RDS's admin roles are always protected; the master is always untouchable.
-pub const READ_ROLES: &str = "
-SELECT r.rolname,
-       r.rolcanlogin,
-       (r.rolsuper OR r.rolname::text = ANY($3::text[]) OR r.rolname = session_user
-         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
-                    WHERE s.rolname IN ('rds_superuser', 'rdsadmin', 'rdsrepladmin')
-                      AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER'))) AS protected,
-       pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
-       ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m
-             JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
-               WHERE m.member = r.oid AND g.rolname::text = $2::text) AS managed,
-       pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits,
-       (r.rolname = session_user OR r.rolname::text = ANY($4::text[])) AS untouchable
-FROM pg_catalog.pg_roles r
-WHERE r.rolname::text = ANY($1::text[])";
+/// Roles carrying the marker (`$1`) whose privileges the master inherits through a direct membership: on
+/// PostgreSQL 14 a user may grant her own role to anyone, the master included, and an inherited IAM role
+/// would then lock the master out (RDS refuses its password). They are revoked and alarmed.
+pub const MASTER_IN_MARKED_ROLES: &str = "
+SELECT r.rolname::text FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+WHERE m.member = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname = session_user)
+  AND pg_catalog.pg_has_role(session_user, r.oid, 'USAGE')
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members k JOIN pg_catalog.pg_roles g ON g.oid = k.roleid
+              WHERE k.member = r.oid AND g.rolname::text = $1::text)";
+
+/// Whether the session runs as the master itself (no role was set for it at login).
+pub const SESSION_IS_MASTER: &str = "SELECT current_user = session_user";
 
 /// Terminate every session of the roles `$1` (waiting up to 1 s for each to end): `(role, terminated)`.
 pub const TERMINATE_SESSIONS: &str = "
@@ -582,8 +629,6 @@ mod tests {
         all.extend(state_schema_ddl("okta_rds_sync").unwrap());
         all.extend(
             [
-                LOCK_USERS,
-                READ_ROLES,
                 TERMINATE_SESSIONS,
                 COUNT_SESSIONS,
                 MASTER_INHERITS_ROLE,
@@ -592,7 +637,8 @@ mod tests {
                 REMAINING_MEMBERSHIPS,
                 SERVER_VERSION,
                 PING,
-                BOOTSTRAP_LOCK,
+                MASTER_IN_MARKED_ROLES,
+                SESSION_IS_MASTER,
                 STATE_SCHEMA_OWNERSHIP,
                 USER_SAVEPOINT,
                 RELEASE_USER_SAVEPOINT,
@@ -601,6 +647,7 @@ mod tests {
             .map(str::to_owned),
         );
         all.push(transaction_settings("2s", 170_000));
+        all.push(session_reset(170_000));
         all.push(create_marker_role("m").unwrap());
         for step in [
             Step::Create { role: "r".into() },
