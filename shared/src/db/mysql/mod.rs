@@ -87,6 +87,8 @@ pub struct MyBackend {
     settings: MySettings,
     link: Link,
     bootstrapped: bool,
+    /// The salt of lock names (read at bootstrap).
+    lock_salt: String,
 }
 
 impl MyBackend {
@@ -118,6 +120,7 @@ impl MyBackend {
             },
             link: Link::default(),
             bootstrapped: false,
+            lock_salt: String::new(),
         })
     }
 
@@ -139,11 +142,13 @@ impl MyBackend {
 pub struct MyUnit<'a> {
     conn: &'a mut Connection,
     settings: &'a MySettings,
+    lock_salt: &'a str,
 }
 
-/// The `GET_LOCK` name of an Okta user (at most 64 characters).
-fn lock_name(okta_id: &str) -> String {
-    let digest = Sha256::digest(okta_id.as_bytes());
+/// The `GET_LOCK` name of an Okta user (at most 64 characters): keyed by the target's secret salt, so no
+/// other account can compute it and hold it.
+fn lock_name(salt: &str, okta_id: &str) -> String {
+    let digest = Sha256::digest(format!("{salt}:{okta_id}").as_bytes());
     let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
     format!("okta-rds-sync:{hex}")
 }
@@ -159,7 +164,7 @@ impl Backend for MyBackend {
         }
         let conn = self.link.reconnect(&self.settings.cfg, secrets).await?;
         if !self.bootstrapped {
-            bootstrap(&self.settings, conn).await?;
+            self.lock_salt = bootstrap(&self.settings, conn).await?;
             self.bootstrapped = true;
         }
         Ok(())
@@ -185,7 +190,7 @@ impl Backend for MyBackend {
     }
 
     async fn begin(&mut self, _timeout: Duration) -> Result<MyUnit<'_>, SyncError> {
-        let settings = &self.settings;
+        let (settings, lock_salt) = (&self.settings, self.lock_salt.as_str());
         let conn = self
             .link
             .conn
@@ -207,7 +212,11 @@ impl Backend for MyBackend {
             .query_drop("START TRANSACTION")
             .await
             .map_err(my("begin"))?;
-        Ok(MyUnit { conn, settings })
+        Ok(MyUnit {
+            conn,
+            settings,
+            lock_salt,
+        })
     }
 
     async fn managed_users(&mut self) -> Result<Vec<String>, SyncError> {
@@ -249,7 +258,7 @@ impl Unit for MyUnit<'_> {
     }
 
     async fn lock_users(&mut self, ids: &[String]) -> Result<(), SyncError> {
-        let mut names: Vec<String> = ids.iter().map(|id| lock_name(id)).collect();
+        let mut names: Vec<String> = ids.iter().map(|id| lock_name(self.lock_salt, id)).collect();
         // The same order in every unit, so two units never wait on each other's locks in a cycle.
         names.sort();
         for chunk in names.chunks(100) {
@@ -343,8 +352,9 @@ impl Unit for MyUnit<'_> {
     }
 }
 
-/// First use of a target: the marker role and the state tables, then the start-up checks.
-async fn bootstrap(settings: &MySettings, conn: &mut Connection) -> Result<(), SyncError> {
+/// First use of a target: the marker role and the state tables, then the start-up checks. Returns the
+/// target's lock salt.
+async fn bootstrap(settings: &MySettings, conn: &mut Connection) -> Result<String, SyncError> {
     let marker = sql::create_marker_role(conn.flavor, &settings.cfg.marker_role)
         .map_err(|e| SyncError::permanent(e.to_string()))?;
     conn.conn
@@ -359,5 +369,28 @@ async fn bootstrap(settings: &MySettings, conn: &mut Connection) -> Result<(), S
             .await
             .map_err(my("create state tables"))?;
     }
-    catalog::check_target(&mut conn.conn, conn.flavor, settings).await
+    catalog::check_target(&mut conn.conn, conn.flavor, settings).await?;
+    let mut salt = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut salt)
+        .map_err(|_| SyncError::permanent("no randomness for the lock salt"))?;
+    let fresh: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+    let table = format!(
+        "{}.settings",
+        sql::quote_ident(&settings.cfg.state_schema)
+            .map_err(|e| SyncError::permanent(e.to_string()))?
+    );
+    conn.conn
+        .exec_drop(
+            format!("INSERT IGNORE INTO {table} (name, value) VALUES ('lock_salt', ?)"),
+            (fresh,),
+        )
+        .await
+        .map_err(my("lock salt"))?;
+    conn.conn
+        .query_first(format!(
+            "SELECT value FROM {table} WHERE name = 'lock_salt'"
+        ))
+        .await
+        .map_err(my("lock salt"))?
+        .ok_or_else(|| SyncError::permanent("lock salt missing"))
 }

@@ -251,6 +251,12 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, QuoteError> {
                 uuid VARCHAR(128) PRIMARY KEY, event_type VARCHAR(128) NOT NULL, published DATETIME(6) NOT NULL,
                 received_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) {table}"
         ),
+        // A random salt for the per-user lock names: `GET_LOCK` names are one namespace for every account,
+        // so a name an ordinary account could compute is a lock it could hold to stop an offboarding.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.settings (
+                name VARCHAR(64) PRIMARY KEY, value VARCHAR(255) NOT NULL) {table}"
+        ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.audit (
                 id BIGINT AUTO_INCREMENT PRIMARY KEY,
