@@ -58,6 +58,11 @@ pub fn servers() -> &'static Servers {
     })
 }
 
+/// A port nothing listens on (for unreachable-server tests).
+pub fn free_port_for_tests() -> u16 {
+    free_port()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
