@@ -244,7 +244,7 @@ async fn a_rotated_master_password_and_duplicate_shuffled_deliveries() {
     let (env, mut my) = envs().await;
     let app = env.app_from(&mysql_only(&env, &my)).await;
     let [ann, ben] = ["ann", "ben"].map(|n| User::new(&format!("00u{n}0myrot"), &env.login(n)));
-    let deliveries = vec![
+    let deliveries = [
         (
             "d1",
             vec![
