@@ -1,6 +1,7 @@
-//! `make demo`: run the real okta-hook binary against a throwaway PostgreSQL (TLS, SCRAM, an `rds_iam`
-//! stand-in, a non-superuser CREATEROLE master as on RDS) and moto's Secrets Manager, replay `events/`
-//! through a Lambda Runtime API emulator, and print the resulting roles, memberships and audit rows.
+//! `make demo`: run the real okta-hook binary against two targets, a throwaway PostgreSQL (TLS, SCRAM, an
+//! `rds_iam` stand-in, a non-superuser CREATEROLE master as on RDS) and a throwaway MariaDB (TLS, `pam`
+//! standing in for RDS's IAM plugin, a master without SUPER), with moto's Secrets Manager; replay `events/`
+//! through a Lambda Runtime API emulator, and print the resulting roles, accounts and audit rows of both.
 //!
 //! Usage: demo [path/to/okta-hook]   (default: target/debug/okta-hook)
 
@@ -8,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use mysql_async::prelude::Queryable;
+use okta_rds_sync_tests::mariadb::{MyEnv, mariadb};
 use okta_rds_sync_tests::okta::sample;
 use okta_rds_sync_tests::runtime::RuntimeApi;
 use okta_rds_sync_tests::{TestEnv, function_binary, function_env, servers};
@@ -50,17 +53,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let binary = function_binary("debug")?;
     let work = root.join(".demo");
     std::fs::create_dir_all(&work)?;
-    println!("Starting a throwaway PostgreSQL (TLS, SCRAM) and moto's Secrets Manager...");
+    println!(
+        "Starting a throwaway PostgreSQL (TLS, SCRAM), a throwaway MariaDB (TLS) and moto's Secrets Manager..."
+    );
     let s = servers();
     let env = TestEnv::named("demo").await;
+    let my = MyEnv::new("demo", &env.sm).await;
     let config = work.join("config.toml");
-    std::fs::write(&config, env.config_toml())?;
+    std::fs::write(
+        &config,
+        format!("{}\n{}", env.config_toml(), my.target_toml("app-mysql")),
+    )?;
     println!(
         "  PostgreSQL  localhost:{} (database {}, master {}, CA {})",
         s.pg_port,
         env.database,
         env.master,
         s.ca_file.display()
+    );
+    println!(
+        "  MariaDB     localhost:{} (master {}, IAM plugin pam)",
+        mariadb().port,
+        my.master
     );
     println!("  moto        {}", s.moto_url);
     println!("  config      {}", config.display());
@@ -86,9 +100,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "event file", "status"
     );
     let mut session = None;
+    let mut my_session = None;
     for (name, what) in STORY {
         if *name == "10-user-deactivate-jane" {
             session = Some(env.open_session_as("jane.roe@acme.com").await);
+            my_session = Some(my.open_session_as("jane.roe@acme.com").await);
         }
         let answer = api
             .invoke(Bytes::from(sample(name)), Duration::from_secs(60))
@@ -98,15 +114,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .as_str()
             .and_then(|b| serde_json::from_str(b).ok())
             .unwrap_or_default();
-        let brief = match body.get("targets").and_then(|t| t.get(0)) {
-            Some(t) => format!(
-                "events {} ignored {} | changes {} refused {} duplicate {} sessions killed {}",
+        let brief = match body.get("targets").and_then(|t| t.as_array()) {
+            Some(targets) => format!(
+                "events {} ignored {} | {}",
                 body["events"],
                 body["ignored"],
-                t["changes"],
-                t["refused"],
-                t["duplicate_delivery"],
-                t["sessions_terminated"]
+                targets
+                    .iter()
+                    .map(|t| format!(
+                        "{}: changes {} refused {} sessions killed {}",
+                        t["target"].as_str().unwrap_or("?"),
+                        t["changes"],
+                        t["refused"],
+                        t["sessions_terminated"]
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             ),
             None => body.to_string(),
         };
@@ -117,8 +140,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(s) = session {
         println!(
-            "\njane's live session after her deactivation: {}",
+            "\njane's live PostgreSQL session after her deactivation: {}",
             if s.simple_query("SELECT 1").await.is_err() {
+                "terminated"
+            } else {
+                "STILL ALIVE"
+            }
+        );
+    }
+    if let Some(mut s) = my_session {
+        println!(
+            "jane's live MariaDB session after her deactivation:    {}",
+            if s.query_drop("SELECT 1").await.is_err() {
                 "terminated"
             } else {
                 "STILL ALIVE"
@@ -186,6 +219,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.get(6),
         );
         println!("{id:<3} {user:<18} {role:<20} {action:<18} {outcome:<8} {ms:>9.1}  {detail}");
+    }
+    let mut root = my.root().await;
+    println!(
+        "\nMariaDB accounts managed by okta-rds-sync (holding {}):",
+        my.marker_role
+    );
+    println!(
+        "{:<24} {:<7} {:<10} {:<18} roles of its default role",
+        "account", "locked", "auth", "default role"
+    );
+    let accounts: Vec<(String, i64, String, String)> = root
+        .exec(
+            "SELECT u.User, COALESCE(JSON_VALUE(g.Priv, '$.account_locked'), 0) <> 0,
+                    CONCAT(u.plugin, ' AS ', u.authentication_string), u.default_role
+             FROM mysql.user u JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host
+             WHERE u.Host = '%' AND EXISTS (SELECT 1 FROM mysql.roles_mapping m
+                                            WHERE m.User = u.User AND m.Host = '%' AND m.Role = ?)
+               AND u.User <> ?
+             ORDER BY 1",
+            (&my.marker_role, &my.master),
+        )
+        .await?;
+    for (user, locked, auth, default_role) in accounts {
+        let roles = my.roles_of(&default_role, "").await;
+        println!(
+            "{user:<24} {:<7} {auth:<10} {default_role:<18} {}",
+            if locked != 0 { "yes" } else { "no" },
+            roles.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    println!("\nMariaDB audit trail ({}.audit):", my.state_schema);
+    for (user, action, outcome, detail) in my.audit().await {
+        println!("    {user:<18} {action:<22} {outcome:<8} {detail}");
     }
     println!("\nThe servers stop and their files are removed when this program exits.");
     Ok(())
