@@ -3,6 +3,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod roles;
 
 use std::sync::Arc;
 

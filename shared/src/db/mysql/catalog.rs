@@ -135,8 +135,8 @@ pub async fn read_roles(
                 can_login: !locked,
                 iam: account_plugin.eq_ignore_ascii_case(plugin) && auth == "RDS",
                 member_of,
-                protected: superuser || name == master || settings.protected.contains(&name),
-                untouchable: name == master || settings.untouchable.contains(&name),
+                protected: superuser || name == master || settings.roles.protected.contains(&name),
+                untouchable: name == master || settings.roles.untouchable.contains(&name),
                 master_inherits: false,
                 recorded_for: recorded.get(&name).cloned(),
                 held_by: BTreeSet::new(),
@@ -230,7 +230,7 @@ pub async fn check_target(
              enabled?)"
         )));
     }
-    let mapped: Vec<String> = settings.mapped_roles.iter().cloned().collect();
+    let mapped: Vec<String> = settings.roles.mapped.iter().cloned().collect();
     if mapped.is_empty() {
         return Ok(());
     }
@@ -250,22 +250,10 @@ pub async fn check_target(
         .await
         .map_err(my("read mapped roles"))?;
     let found: BTreeMap<String, bool> = rows.into_iter().map(|(u, p)| (u, p != 0)).collect();
-    let missing: Vec<&String> = mapped.iter().filter(|r| !found.contains_key(*r)).collect();
-    if !missing.is_empty() {
-        return Err(SyncError::permanent(format!(
-            "target {name}: mapped roles do not exist: {missing:?}"
-        )));
-    }
-    for (index, roles, allow_privileged) in &settings.grants {
-        if *allow_privileged {
-            continue;
-        }
-        if let Some(role) = roles.iter().find(|r| found.get(*r) == Some(&true)) {
-            return Err(SyncError::permanent(format!(
-                "grants[{index}]: role {role:?} is privileged (SUPER, CREATE USER or GRANT OPTION); set \
-                 allow_privileged = true on that grant if this is intended"
-            )));
-        }
-    }
-    Ok(())
+    settings.roles.check(
+        name,
+        |r| found.contains_key(r),
+        |r| found.get(r) == Some(&true),
+        "SUPER, CREATE USER or GRANT OPTION",
+    )
 }

@@ -10,6 +10,7 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 use super::error::{classify_my, my};
 use super::sql::{self, Flavor};
 use crate::config::TargetConfig;
+use crate::db::roles::connect_as_master;
 use crate::error::SyncError;
 use crate::naming::NameLimit;
 use crate::secrets::{MasterCredentials, Secrets};
@@ -50,28 +51,14 @@ impl Link {
         secrets: &Secrets,
     ) -> Result<&mut Connection, SyncError> {
         self.conn = None;
-        let first = connect_with(cfg, secrets, false).await;
-        let conn = match first {
-            Err(e) if e.is_auth() => {
-                tracing::warn!(target = %cfg.name, error = %e, "master password rejected; re-reading the secret");
-                connect_with(cfg, secrets, true).await?
-            }
-            other => other?,
-        };
+        let conn = connect_as_master(
+            cfg,
+            secrets,
+            |creds| async move { connect(cfg, &creds).await },
+        )
+        .await?;
         Ok(self.conn.insert(conn))
     }
-}
-
-async fn connect_with(
-    cfg: &TargetConfig,
-    secrets: &Secrets,
-    refresh: bool,
-) -> Result<Connection, SyncError> {
-    let creds = secrets
-        .master_credentials(&cfg.secret_arn, refresh)
-        .await
-        .map_err(|e| SyncError::transient(e.to_string()))?;
-    connect(cfg, &creds).await
 }
 
 /// The CA certificates to trust: the target's file, or the bundled RDS CA bundle.

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::AuditEntry;
 use crate::config::{Config, TargetConfig};
 use crate::converge::{Backend, SessionCounts, Unit};
+use crate::db::roles::TargetRoles;
 use crate::error::SyncError;
 use crate::journal::{FactBatch, Stamp, UserFacts};
 use crate::naming::{NameLimit, NameRules};
@@ -74,11 +75,7 @@ const USER_LOCK_SECONDS: u64 = 2;
 pub struct MySettings {
     cfg: TargetConfig,
     tables: store::Tables,
-    mapped_roles: BTreeSet<String>,
-    protected: Vec<String>,
-    untouchable: Vec<String>,
-    /// `(grant index, roles, allow_privileged)` for the start-up checks.
-    grants: Vec<(usize, Vec<String>, bool)>,
+    roles: TargetRoles,
 }
 
 /// One MySQL or MariaDB target and its kept connection.
@@ -95,28 +92,12 @@ impl MyBackend {
     pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
         let tables = store::Tables::new(&cfg.state_schema)
             .map_err(|e| SyncError::permanent(format!("state_schema: {e}")))?;
-        let mapped_roles = Mapping::new(config, &cfg.name).managed_roles();
-        let mut untouchable: Vec<String> =
-            SYSTEM_ACCOUNTS.iter().map(|a| (*a).to_owned()).collect();
-        untouchable.push(cfg.marker_role.clone());
-        let mut protected = untouchable.clone();
-        protected.extend(cfg.protected_roles.iter().cloned());
-        protected.extend(mapped_roles.iter().cloned());
-        let grants = config
-            .grants
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.target == cfg.name)
-            .map(|(i, g)| (i, g.roles.clone(), g.allow_privileged))
-            .collect();
+        let roles = TargetRoles::new(cfg, config, SYSTEM_ACCOUNTS, &[&cfg.marker_role]);
         Ok(Self {
             settings: MySettings {
                 cfg: cfg.clone(),
                 tables,
-                mapped_roles,
-                protected,
-                untouchable,
-                grants,
+                roles,
             },
             link: Link::default(),
             bootstrapped: false,
@@ -184,7 +165,7 @@ impl Backend for MyBackend {
     }
 
     fn protected_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.settings.protected.iter().cloned().collect();
+        let mut names: BTreeSet<String> = self.settings.roles.protected.iter().cloned().collect();
         names.extend(self.link.conn.as_ref().map(|c| c.master.clone()));
         names
     }

@@ -57,31 +57,21 @@ pub async fn bootstrap(settings: &PgSettings, client: &Client) -> Result<(), Syn
              is disabled on RDS)"
         )));
     }
-    let mapped: Vec<String> = settings.mapped_roles.iter().cloned().collect();
+    let mapped: Vec<String> = settings.roles.mapped.iter().cloned().collect();
     let found = existing(mapped.clone()).await?;
-    let missing: Vec<&String> = mapped.iter().filter(|r| !found.contains(*r)).collect();
-    if !missing.is_empty() {
-        return Err(SyncError::permanent(format!(
-            "target {name}: mapped roles do not exist: {missing:?}"
-        )));
-    }
-    for (index, roles, allow_privileged) in &settings.grants {
-        if *allow_privileged {
-            continue;
-        }
-        let rows = client
-            .query(sql::PRIVILEGED_ROLES, &[roles])
-            .await
-            .map_err(pg("privilege check"))?;
-        if let Some(row) = rows.first() {
-            let role: String = row.get(0);
-            return Err(SyncError::permanent(format!(
-                "grants[{index}]: role {role:?} is privileged (superuser, CREATEROLE, BYPASSRLS or \
-                 rds_superuser); set allow_privileged = true on that grant if this is intended"
-            )));
-        }
-    }
-    Ok(())
+    let privileged: BTreeSet<String> = client
+        .query(sql::PRIVILEGED_ROLES, &[&mapped])
+        .await
+        .map_err(pg("privilege check"))?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    settings.roles.check(
+        name,
+        |r| found.contains(r),
+        |r| privileged.contains(r),
+        "superuser, CREATEROLE, BYPASSRLS or rds_superuser",
+    )
 }
 
 /// Create the state schema and its tables (idempotent; no advisory lock, which any login could hold to stop

@@ -23,8 +23,8 @@ pub async fn read_roles(
             &[
                 &names,
                 &settings.cfg.marker_role,
-                &settings.protected,
-                &settings.untouchable,
+                &settings.roles.protected,
+                &settings.roles.untouchable,
                 &users,
             ],
         )

@@ -11,6 +11,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::error::{classify_pg, pg};
 use super::sql;
 use crate::config::TargetConfig;
+use crate::db::roles::connect_as_master;
 use crate::error::SyncError;
 use crate::secrets::{MasterCredentials, Secrets};
 
@@ -55,26 +56,6 @@ impl Link {
         secrets: &Secrets,
     ) -> Result<&mut Connection, SyncError> {
         self.conn = None;
-        let conn = match self.connect(cfg, secrets, false).await {
-            Err(first) if first.is_auth() => {
-                tracing::warn!(target = %cfg.name, error = %first, "master password rejected; re-reading the secret");
-                self.connect(cfg, secrets, true).await?
-            }
-            other => other?,
-        };
-        Ok(self.conn.insert(conn))
-    }
-
-    async fn connect(
-        &mut self,
-        cfg: &TargetConfig,
-        secrets: &Secrets,
-        refresh: bool,
-    ) -> Result<Connection, SyncError> {
-        let creds = secrets
-            .master_credentials(&cfg.secret_arn, refresh)
-            .await
-            .map_err(|e| SyncError::transient(e.to_string()))?;
         let tls = match &self.tls {
             Some(tls) => tls.clone(),
             None => {
@@ -83,7 +64,12 @@ impl Link {
                 self.tls.insert(MakeRustlsConnect::new(config)).clone()
             }
         };
-        connect(cfg, &creds, tls).await
+        let conn = connect_as_master(cfg, secrets, |creds| {
+            let tls = tls.clone();
+            async move { connect(cfg, &creds, tls).await }
+        })
+        .await?;
+        Ok(self.conn.insert(conn))
     }
 }
 

@@ -26,6 +26,7 @@ use tokio_postgres::Transaction;
 use crate::audit::AuditEntry;
 use crate::config::{Config, TargetConfig};
 use crate::converge::{Backend, SessionCounts, Unit};
+use crate::db::roles::TargetRoles;
 use crate::error::SyncError;
 use crate::journal::{FactBatch, Stamp, UserFacts};
 use crate::naming::{NameRules, POSTGRES_NAMES};
@@ -50,13 +51,7 @@ const RDS_ROLES: &[&str] = &[
 pub struct PgSettings {
     cfg: TargetConfig,
     state: sql::StateSql,
-    mapped_roles: BTreeSet<String>,
-    /// Never created, adopted or altered unless ours; logins never map onto these names.
-    protected: Vec<String>,
-    /// RDS's own roles and ours (IAM, marker): never altered even if they carry our marker.
-    untouchable: Vec<String>,
-    /// `(grant index, roles, allow_privileged)` for the start-up checks.
-    grants: Vec<(usize, Vec<String>, bool)>,
+    roles: TargetRoles,
 }
 
 /// One PostgreSQL target and its kept connection.
@@ -79,27 +74,12 @@ impl PgBackend {
     pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
         let state = sql::StateSql::new(&cfg.state_schema)
             .map_err(|e| SyncError::permanent(format!("state_schema: {e}")))?;
-        let mapped_roles = Mapping::new(config, &cfg.name).managed_roles();
-        let mut untouchable: Vec<String> = RDS_ROLES.iter().map(|r| (*r).to_owned()).collect();
-        untouchable.extend([cfg.iam_role().to_owned(), cfg.marker_role.clone()]);
-        let mut protected = untouchable.clone();
-        protected.extend(cfg.protected_roles.iter().cloned());
-        protected.extend(mapped_roles.iter().cloned());
-        let grants = config
-            .grants
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.target == cfg.name)
-            .map(|(i, g)| (i, g.roles.clone(), g.allow_privileged))
-            .collect();
+        let roles = TargetRoles::new(cfg, config, RDS_ROLES, &[cfg.iam_role(), &cfg.marker_role]);
         Ok(Self {
             settings: PgSettings {
                 cfg: cfg.clone(),
                 state,
-                mapped_roles,
-                protected,
-                untouchable,
-                grants,
+                roles,
             },
             link: Link::default(),
             bootstrapped: false,
@@ -163,7 +143,7 @@ impl Backend for PgBackend {
     }
 
     fn protected_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.settings.protected.iter().cloned().collect();
+        let mut names: BTreeSet<String> = self.settings.roles.protected.iter().cloned().collect();
         names.extend(self.link.conn.as_ref().map(|c| c.master.clone()));
         names
     }
