@@ -1,7 +1,12 @@
-//! Live sessions of PostgreSQL roles: terminated, then re-checked until none is left.
+//! Live sessions of PostgreSQL roles: signalled, then polled with short growing waits until none is left.
+//!
+//! `pg_terminate_backend(pid)` only signals; a terminated backend is gone in about a millisecond, so the
+//! session view is polled after 1, 2, 4 … ms (each poll signals again whatever is still there, such as a
+//! session that was just starting) instead of `pg_terminate_backend(pid, timeout)`, which sleeps in 100 ms
+//! steps before it looks again.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -10,36 +15,48 @@ use super::sql;
 use crate::converge::SessionCounts;
 use crate::error::SyncError;
 
-/// Terminate every session of `roles` and re-check until none is left (bounded): per role,
-/// `(terminated, remaining)`. Two queries per round, whatever the number of roles.
+/// How long sessions are polled before the ones left are reported as remaining.
+const KILL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Signal every session of `roles` and poll until none is left: per role, `(terminated, remaining)`.
 pub async fn terminate(client: &Client, roles: &[String]) -> Result<SessionCounts, SyncError> {
-    let mut result: SessionCounts = roles.iter().map(|r| (r.clone(), (0, 0))).collect();
-    let mut pending: Vec<String> = roles.to_vec();
-    for attempt in 0..5 {
-        if pending.is_empty() {
+    let deadline = Instant::now() + KILL_DEADLINE;
+    let mut signalled: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    let mut wait = Duration::from_millis(1);
+    let mut left = signal(client, roles).await?;
+    loop {
+        for (pid, role) in &left {
+            signalled.entry(role.clone()).or_default().insert(*pid);
+        }
+        if left.is_empty() || Instant::now() + wait > deadline {
             break;
         }
-        let rows = client
-            .query(sql::TERMINATE_SESSIONS, &[&pending])
-            .await
-            .map_err(pg("terminate sessions"))?;
-        for r in rows {
-            if let Some(entry) = result.get_mut(&r.get::<_, String>(0)) {
-                entry.0 += r.get::<_, i64>(1);
-            }
-        }
-        let left = count_per_role(client, &pending).await?;
-        for role in &pending {
-            if let Some(entry) = result.get_mut(role) {
-                entry.1 = left.get(role).copied().unwrap_or(0);
-            }
-        }
-        pending.retain(|r| left.contains_key(r));
-        if !pending.is_empty() && attempt < 4 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(100));
+        left = signal(client, roles).await?;
     }
-    Ok(result)
+    Ok(roles
+        .iter()
+        .map(|role| {
+            let terminated = signalled.get(role).map_or(0, |p| p.len() as i64);
+            let remaining = left.iter().filter(|(_, r)| r == role).count() as i64;
+            (role.clone(), (terminated, remaining))
+        })
+        .collect())
+}
+
+/// Signal the sessions of `roles` that are still there: `(pid, role)` of each.
+async fn signal(client: &Client, roles: &[String]) -> Result<Vec<(i32, String)>, SyncError> {
+    if roles.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(client
+        .query(sql::TERMINATE_SESSIONS, &[&roles])
+        .await
+        .map_err(pg("terminate sessions"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// Live sessions per role (only roles that have some).

@@ -426,12 +426,14 @@ WHERE m.member = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname = sess
 /// Whether the session runs as the master itself (no role was set for it at login).
 pub const SESSION_IS_MASTER: &str = "SELECT current_user = session_user";
 
-/// Terminate every session of the roles `$1` (waiting up to 1 s for each to end): `(role, terminated)`.
+/// Signal every session of the roles `$1` to terminate (no wait): `(pid, role)` of each session signalled.
+/// The sessions are selected first (a materialized CTE), so no other backend is ever signalled whatever
+/// order the planner would evaluate the conditions in.
 pub const TERMINATE_SESSIONS: &str = "
-SELECT usename::text, pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 1000))::bigint
-FROM pg_catalog.pg_stat_activity
-WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid()
-GROUP BY usename";
+WITH s AS MATERIALIZED (
+  SELECT pid, usename::text AS role FROM pg_catalog.pg_stat_activity
+  WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid())
+SELECT pid, role FROM s WHERE pg_catalog.pg_terminate_backend(pid)";
 
 /// Sessions left per role of `$1`: `(role, count)`, only roles that have some.
 pub const COUNT_SESSIONS: &str = "
