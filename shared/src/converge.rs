@@ -29,9 +29,6 @@ use crate::status_lookup::StatusLookup;
 
 /// Longest wait for Okta's answers about users whose status was never seen (inside a delivery's budget).
 const STATUS_LOOKUP_TIMEOUT: Duration = Duration::from_millis(800);
-/// `statement_timeout`-like bound of a delivery's unit of work, and of a reconcile batch's.
-const DELIVERY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
-const RECONCILE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a delivery reached us: its id and when it was received (offboarding durations count from `at`;
 /// `wall` bounds the `published` time of its events).
@@ -90,11 +87,15 @@ pub trait Backend: Send {
     /// Names a login must never map onto: the master user, the engine's own roles, mapped and configured
     /// protected roles.
     fn protected_names(&self) -> BTreeSet<String>;
-    /// Start a unit of work whose statements each wait at most `timeout`.
-    fn begin(
+    /// After `error` on a connection [`Backend::ready`] trusted without a round trip: whether the connection
+    /// was found closed and a new one made (its open transaction, if any, was rolled back by the server).
+    fn reconnect_if_closed(
         &mut self,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Self::Unit<'_>, SyncError>> + Send;
+        error: &SyncError,
+        secrets: &Secrets,
+    ) -> impl Future<Output = Result<bool, SyncError>> + Send;
+    /// Start a unit of work (its statements' waits are bounded by the session's settings).
+    fn begin(&mut self) -> impl Future<Output = Result<Self::Unit<'_>, SyncError>> + Send;
     /// Okta ids of every user with a recorded role.
     fn managed_users(&mut self) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
     /// Okta ids recorded as members of a group.
@@ -122,16 +123,13 @@ pub trait Backend: Send {
 
 /// One unit of work on a target: everything between [`Backend::begin`] and [`Unit::finish`].
 pub trait Unit: Send {
-    /// Record the delivery id; `false` if it was seen before.
-    fn claim_delivery(
+    /// Record the delivery id and, if it was not seen before, its events' uuids: `None` for a delivery seen
+    /// before, else the uuids not seen before.
+    fn claim(
         &mut self,
         delivery_id: &str,
-    ) -> impl Future<Output = Result<bool, SyncError>> + Send;
-    /// Record event uuids; returns those not seen before.
-    fn claim_events(
-        &mut self,
         events: &[OktaEvent],
-    ) -> impl Future<Output = Result<HashSet<String>, SyncError>> + Send;
+    ) -> impl Future<Output = Result<Option<HashSet<String>>, SyncError>> + Send;
     /// Serialize changes per Okta user until the unit ends.
     fn lock_users(&mut self, ids: &[String]) -> impl Future<Output = Result<(), SyncError>> + Send;
     /// Record a group's deletion and end the memberships stamped before it; returns their users.
@@ -159,30 +157,34 @@ pub trait Unit: Send {
         names: &[String],
         users: &[String],
     ) -> impl Future<Output = Result<BTreeMap<String, ActualRole>, SyncError>> + Send;
-    /// Run one user's steps. A transient error aborts the unit (`Err`); a permanent one is undone as far as
-    /// the engine can (a savepoint) and reported (`Ok(Err(message))`) so other users still converge.
+    /// Run every user's steps, in order; per user, `Ok` or why it failed. A transient error aborts the unit
+    /// (`Err`); a permanent one is undone for that user as far as the engine can (a savepoint) and reported,
+    /// so the other users still converge.
     fn run_steps(
         &mut self,
-        plan: &UserPlan,
-    ) -> impl Future<Output = Result<Result<(), String>, SyncError>> + Send;
+        plans: &[&UserPlan],
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, SyncError>> + Send;
     /// Of these revoking steps, the ones the catalog says did not take (PostgreSQL 16+ keeps a membership
     /// another role also granted).
     fn steps_not_taken(
         &mut self,
         revokes: &[Step],
     ) -> impl Future<Output = Result<Vec<usize>, SyncError>> + Send;
-    /// Record which account carries each user's access: `(okta_id, role)`.
-    fn record_roles(
-        &mut self,
-        roles: &[(String, String)],
-    ) -> impl Future<Output = Result<(), SyncError>> + Send;
+    /// Write audit records now (the refused events of a delivery).
     fn insert_audit(
         &mut self,
         delivery_id: &str,
         entries: &[AuditEntry],
     ) -> impl Future<Output = Result<(), SyncError>> + Send;
-    /// Commit (after the engine's own last checks, which may refuse and roll back) or roll back.
-    fn finish(self, commit: bool) -> impl Future<Output = Result<(), SyncError>> + Send;
+    /// Record which account carries each user's access (`roles`: `(okta_id, role)`) and the audit, then
+    /// commit (after the engine's own last checks, which may refuse and roll back) or roll back.
+    fn finish(
+        self,
+        commit: bool,
+        roles: &[(String, String)],
+        delivery_id: &str,
+        audit: &[AuditEntry],
+    ) -> impl Future<Output = Result<(), SyncError>> + Send;
 }
 
 /// One configured target: what the pipeline needs to know about it, and its engine's connection.
@@ -239,11 +241,34 @@ impl<B: Backend> TargetRunner<B> {
 
     /// Apply the events of one delivery; `refused` are its events stamped in the future, audited only.
     ///
+    /// The kept connection is trusted without a round trip when it answered moments ago; if the server
+    /// closed it meanwhile (a restart, a failover, a terminated backend), the delivery is applied once more
+    /// on a new connection. Applying a delivery twice is safe: it is how Okta's retries work.
+    pub async fn apply(
+        &mut self,
+        secrets: &Secrets,
+        received: &Received,
+        events: &[OktaEvent],
+        refused: &[OktaEvent],
+        status_lookup: Option<&Arc<StatusLookup>>,
+    ) -> Result<TargetSummary, SyncError> {
+        match self
+            .apply_once(secrets, received, events, refused, status_lookup)
+            .await
+        {
+            Err(e) if self.backend.reconnect_if_closed(&e, secrets).await? => {
+                self.apply_once(secrets, received, events, refused, status_lookup)
+                    .await
+            }
+            result => result,
+        }
+    }
+
     /// Up to `users_per_transaction` touched users, everything happens in one unit of work (facts and plan
     /// read under the users' locks). A bigger delivery (a large batch, or the deletion of a large group)
     /// records its facts in one unit without locks, then converges its users in batches of that size, each
     /// its own unit: one lock per user would exhaust the server's lock table.
-    pub async fn apply(
+    async fn apply_once(
         &mut self,
         secrets: &Secrets,
         received: &Received,
@@ -264,22 +289,18 @@ impl<B: Backend> TargetRunner<B> {
             status_lookup: status_lookup.map(|l| (l, secrets)),
             dry_run: false,
         };
-        let mut unit = self.backend.begin(DELIVERY_STATEMENT_TIMEOUT).await?;
+        let mut unit = self.backend.begin().await?;
 
         // A delivery seen before records no facts, but its users are still re-converged: if the first
         // attempt committed and then failed (say, while terminating sessions), Okta's retry finishes it.
-        let duplicate = !unit.claim_delivery(&received.delivery_id).await?;
-        summary.duplicate_delivery = duplicate;
+        let claimed = unit.claim(&received.delivery_id, events).await?;
+        summary.duplicate_delivery = claimed.is_none();
         let refusals: Vec<AuditEntry> = refused
             .iter()
             .map(|e| future_event_audit(name, received, e))
             .collect();
         unit.insert_audit(&received.delivery_id, &refusals).await?;
-        let new_uuids = if duplicate {
-            HashSet::new()
-        } else {
-            unit.claim_events(events).await?
-        };
+        let new_uuids = claimed.unwrap_or_default();
         let fresh: Vec<&OktaEvent> = events
             .iter()
             .filter(|e| new_uuids.contains(&e.uuid))
@@ -359,18 +380,12 @@ impl<B: Backend> TargetRunner<B> {
                 .await?;
             return Ok(summary);
         }
-        unit.finish(true).await?;
+        unit.finish(true, &[], &received.delivery_id, &[]).await?;
         let users: Vec<(String, Provenance)> = touched.into_iter().collect();
         for chunk in users.chunks(cap) {
             let touched: BTreeMap<String, Provenance> = chunk.iter().cloned().collect();
             let converged = self
-                .converge_locked(
-                    &touched,
-                    None,
-                    DELIVERY_STATEMENT_TIMEOUT,
-                    &batch,
-                    &mut summary,
-                )
+                .converge_locked(&touched, None, &batch, &mut summary)
                 .await?;
             self.kill_sessions(received, converged.offboarded, &mut summary)
                 .await?;
@@ -475,13 +490,7 @@ impl<B: Backend> TargetRunner<B> {
                 ..TargetSummary::default()
             };
             let converged = match self
-                .converge_locked(
-                    &touched,
-                    Some(&facts),
-                    RECONCILE_STATEMENT_TIMEOUT,
-                    &batch,
-                    &mut summary,
-                )
+                .converge_locked(&touched, Some(&facts), &batch, &mut summary)
                 .await
             {
                 Ok(converged) => converged,
@@ -525,13 +534,12 @@ impl<B: Backend> TargetRunner<B> {
         &mut self,
         touched: &BTreeMap<String, Provenance>,
         facts: Option<&FactBatch>,
-        timeout: Duration,
         batch: &Batch<'_>,
         summary: &mut TargetSummary,
     ) -> Result<Converged, SyncError> {
         // The backend's rules are read before the unit borrows it.
         let rules = (self.backend.names(), self.backend.protected_names());
-        let mut unit = self.backend.begin(timeout).await?;
+        let mut unit = self.backend.begin().await?;
         let ids: Vec<String> = touched.keys().cloned().collect();
         unit.lock_users(&ids).await?;
         if let Some(facts) = facts {
@@ -614,8 +622,9 @@ impl<B: Backend> TargetRunner<B> {
     }
 }
 
-/// Plan every touched user from the recorded facts and the catalog, run the steps, audit, then let the
-/// engine commit (or, for a dry run, roll everything back; an engine without transactional DDL only plans).
+/// Plan every touched user from the recorded facts and the catalog, run all their steps, check what the
+/// catalog then says, audit, and let the engine commit (or, for a dry run, roll everything back; an engine
+/// without transactional DDL only plans).
 async fn converge<B: Backend>(
     mut unit: B::Unit<'_>,
     name: &str,
@@ -645,31 +654,30 @@ async fn converge<B: Backend>(
     }
     let roles = unit.read_roles(&candidates, &users).await?;
 
+    // Plan every user (those Okta's API did not answer for are left alone this time).
+    let mut planned: Vec<(&UserFacts, UserPlan)> = Vec::new();
     let mut audit: Vec<AuditEntry> = Vec::new();
-    let mut recorded: Vec<(String, String)> = Vec::new();
-    let mut offboarded: Vec<Offboarded> = Vec::new();
-    let mut plans: Vec<UserPlan> = Vec::new();
-    // Revoking steps made, with the index of their audit entry: checked against the catalog afterwards.
-    let mut revokes: Vec<(Step, usize)> = Vec::new();
-    for (okta_id, user_facts) in &facts {
-        let provenance = touched.get(okta_id).cloned().unwrap_or_default();
-        let entry =
-            |action: &str, role: Option<String>, detail: Option<String>, outcome| AuditEntry {
+    let entry =
+        |okta_id: &str, action: &str, role: Option<String>, detail: Option<String>, outcome| {
+            let provenance = touched.get(okta_id).cloned().unwrap_or_default();
+            AuditEntry {
                 target: name.to_owned(),
                 delivery_id: received.delivery_id.clone(),
-                event_uuids: provenance.uuids.clone(),
-                actor: provenance.actor.clone(),
-                okta_id: Some(okta_id.clone()),
+                event_uuids: provenance.uuids,
+                actor: provenance.actor,
+                okta_id: Some(okta_id.to_owned()),
                 role,
                 action: action.to_owned(),
                 detail,
                 outcome,
                 duration_ms: ms(received.at.elapsed()),
-            };
+            }
+        };
+    for (okta_id, user_facts) in &facts {
         if let Some(why) = unverified.get(okta_id) {
-            // Okta's API is configured but did not answer for this user: change nothing for them now.
             summary.refused += 1;
             audit.push(entry(
+                okta_id,
                 "status_unverified",
                 user_facts.role_name.clone(),
                 Some(format!(
@@ -699,21 +707,35 @@ async fn converge<B: Backend>(
             },
             &ctx,
         );
-        for r in plan.refusals.iter().filter(|_| provenance.news) {
-            summary.refused += 1;
-            audit.push(entry(
-                r.code(),
-                r.role().map(str::to_owned),
-                Some(r.to_string()),
-                Outcome::Refused,
-            ));
+        if touched.get(okta_id).is_some_and(|p| p.news) {
+            for r in &plan.refusals {
+                summary.refused += 1;
+                audit.push(entry(
+                    okta_id,
+                    r.code(),
+                    r.role().map(str::to_owned),
+                    Some(r.to_string()),
+                    Outcome::Refused,
+                ));
+            }
         }
-        plans.push(plan.clone());
-        let outcome = if batch.dry_run && !B::TRANSACTIONAL_DDL {
-            Ok(())
-        } else {
-            unit.run_steps(&plan).await?
-        };
+        planned.push((user_facts, plan));
+    }
+
+    // Run every user's steps: in one round trip where the engine can, each user on their own when one fails.
+    let outcomes = if batch.dry_run && !B::TRANSACTIONAL_DDL {
+        vec![Ok(()); planned.len()]
+    } else {
+        let plans: Vec<&UserPlan> = planned.iter().map(|(_, p)| p).collect();
+        unit.run_steps(&plans).await?
+    };
+
+    let mut recorded: Vec<(String, String)> = Vec::new();
+    let mut offboarded: Vec<Offboarded> = Vec::new();
+    // Revoking steps made, with the index of their audit entry: checked against the catalog afterwards.
+    let mut revokes: Vec<(Step, usize)> = Vec::new();
+    for ((user_facts, plan), outcome) in planned.iter().zip(outcomes) {
+        let okta_id = plan.okta_id.as_str();
         let failed_to_offboard = outcome.is_err() && !plan.entitled && !plan.steps.is_empty();
         if plan.access_left || failed_to_offboard {
             summary.access_left += 1;
@@ -727,6 +749,7 @@ async fn converge<B: Backend>(
                     .join("; "),
             };
             audit.push(entry(
+                okta_id,
                 ACCESS_LEFT,
                 plan.role.clone(),
                 Some(format!(
@@ -752,6 +775,7 @@ async fn converge<B: Backend>(
                         revokes.push((step.clone(), audit.len()));
                     }
                     audit.push(entry(
+                        okta_id,
                         step.action(),
                         plan.role.clone(),
                         Some(detail),
@@ -759,17 +783,18 @@ async fn converge<B: Backend>(
                     ));
                 }
                 if let Some(role) = &plan.role {
-                    recorded.push((okta_id.clone(), role.clone()));
+                    recorded.push((okta_id.to_owned(), role.clone()));
                 }
                 if plan.terminate_sessions
                     && let Some(role) = &plan.role
                 {
+                    let provenance = touched.get(okta_id).cloned().unwrap_or_default();
                     offboarded.push(Offboarded {
-                        okta_id: okta_id.clone(),
+                        okta_id: okta_id.to_owned(),
                         role: role.clone(),
                         holders: plan.holders.clone(),
-                        uuids: provenance.uuids.clone(),
-                        actor: provenance.actor.clone(),
+                        uuids: provenance.uuids,
+                        actor: provenance.actor,
                         changed: !plan.steps.is_empty(),
                     });
                 }
@@ -777,6 +802,7 @@ async fn converge<B: Backend>(
             Err(message) => {
                 summary.failed += 1;
                 audit.push(entry(
+                    okta_id,
                     "apply",
                     plan.role.clone(),
                     Some(message),
@@ -800,9 +826,9 @@ async fn converge<B: Backend>(
             }
         }
     }
-    unit.record_roles(&recorded).await?;
-    unit.insert_audit(&received.delivery_id, &audit).await?;
-    unit.finish(!batch.dry_run).await?;
+    let plans = planned.into_iter().map(|(_, p)| p).collect();
+    unit.finish(!batch.dry_run, &recorded, &received.delivery_id, &audit)
+        .await?;
     if !batch.dry_run {
         for entry in &audit {
             entry.log();

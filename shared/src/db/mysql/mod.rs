@@ -23,7 +23,6 @@ pub mod sql;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use sha2::{Digest, Sha256};
@@ -170,7 +169,16 @@ impl Backend for MyBackend {
         names
     }
 
-    async fn begin(&mut self, _timeout: Duration) -> Result<MyUnit<'_>, SyncError> {
+    /// [`Backend::ready`] pings every time on MySQL: a closed connection is already replaced.
+    async fn reconnect_if_closed(
+        &mut self,
+        _error: &SyncError,
+        _secrets: &Secrets,
+    ) -> Result<bool, SyncError> {
+        Ok(false)
+    }
+
+    async fn begin(&mut self) -> Result<MyUnit<'_>, SyncError> {
         let (settings, lock_salt) = (&self.settings, self.lock_salt.as_str());
         let conn = self
             .link
@@ -230,12 +238,18 @@ impl Backend for MyBackend {
 }
 
 impl Unit for MyUnit<'_> {
-    async fn claim_delivery(&mut self, delivery_id: &str) -> Result<bool, SyncError> {
-        store::claim_delivery(&mut self.conn.conn, &self.settings.tables, delivery_id).await
-    }
-
-    async fn claim_events(&mut self, events: &[OktaEvent]) -> Result<HashSet<String>, SyncError> {
-        store::claim_events(&mut self.conn.conn, &self.settings.tables, events).await
+    async fn claim(
+        &mut self,
+        delivery_id: &str,
+        events: &[OktaEvent],
+    ) -> Result<Option<HashSet<String>>, SyncError> {
+        let tables = &self.settings.tables;
+        if !store::claim_delivery(&mut self.conn.conn, tables, delivery_id).await? {
+            return Ok(None);
+        }
+        Ok(Some(
+            store::claim_events(&mut self.conn.conn, tables, events).await?,
+        ))
     }
 
     async fn lock_users(&mut self, ids: &[String]) -> Result<(), SyncError> {
@@ -292,18 +306,22 @@ impl Unit for MyUnit<'_> {
         catalog::read_roles(&mut self.conn.conn, flavor, self.settings, &master, names).await
     }
 
-    async fn run_steps(&mut self, plan: &UserPlan) -> Result<Result<(), String>, SyncError> {
+    async fn run_steps(
+        &mut self,
+        plans: &[&UserPlan],
+    ) -> Result<Vec<Result<(), String>>, SyncError> {
         let flavor = self.conn.flavor;
-        catalog::run_steps(&mut self.conn.conn, flavor, self.settings, plan).await
+        let mut outcomes = Vec::with_capacity(plans.len());
+        for plan in plans {
+            outcomes
+                .push(catalog::run_steps(&mut self.conn.conn, flavor, self.settings, plan).await?);
+        }
+        Ok(outcomes)
     }
 
     /// MySQL's REVOKE removes a role whoever granted it: nothing to re-check.
     async fn steps_not_taken(&mut self, _revokes: &[Step]) -> Result<Vec<usize>, SyncError> {
         Ok(Vec::new())
-    }
-
-    async fn record_roles(&mut self, roles: &[(String, String)]) -> Result<(), SyncError> {
-        store::record_roles(&mut self.conn.conn, &self.settings.tables, roles).await
     }
 
     async fn insert_audit(
@@ -320,7 +338,16 @@ impl Unit for MyUnit<'_> {
         .await
     }
 
-    async fn finish(self, commit: bool) -> Result<(), SyncError> {
+    async fn finish(
+        self,
+        commit: bool,
+        roles: &[(String, String)],
+        delivery_id: &str,
+        audit: &[AuditEntry],
+    ) -> Result<(), SyncError> {
+        let tables = &self.settings.tables;
+        store::record_roles(&mut self.conn.conn, tables, roles).await?;
+        store::insert_audit(&mut self.conn.conn, tables, delivery_id, audit).await?;
         let end = if commit { "COMMIT" } else { "ROLLBACK" };
         self.conn.conn.query_drop(end).await.map_err(my("commit"))?;
         self.conn

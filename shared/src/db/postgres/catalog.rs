@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::Transaction;
 
 use super::error::{classify_pg, pg};
+use super::store::Db;
 use super::{PgSettings, sql};
 use crate::error::SyncError;
 use crate::plan::{ActualRole, Step, UserPlan};
@@ -12,12 +13,12 @@ use crate::plan::{ActualRole, Step, UserPlan};
 /// The roles with these names, and those recorded for these users (found by OID, whatever their name,
 /// marker or comment now), as the planner needs them.
 pub async fn read_roles(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, Transaction<'_>>,
     settings: &PgSettings,
     names: &[String],
     users: &[String],
 ) -> Result<BTreeMap<String, ActualRole>, SyncError> {
-    let rows = tx
+    let rows = db
         .query(
             &settings.state.read_roles,
             &[
@@ -27,9 +28,9 @@ pub async fn read_roles(
                 &settings.roles.untouchable,
                 &users,
             ],
+            "read roles",
         )
-        .await
-        .map_err(pg("read roles"))?;
+        .await?;
     let iam = settings.cfg.iam_role();
     Ok(rows
         .iter()
@@ -55,36 +56,90 @@ pub async fn read_roles(
         .collect())
 }
 
-/// Run one user's steps inside a savepoint. A transient error aborts the unit (`Err`); a permanent one
-/// (say, a permission error) is rolled back to the savepoint and reported (`Ok(Err(message))`) so the other
-/// users still converge.
+/// Every user's steps, rendered: a script of statements, or why there is none.
+fn render(settings: &PgSettings, plan: &UserPlan) -> Result<String, String> {
+    let mut statements = Vec::new();
+    for step in &plan.steps {
+        statements.extend(
+            sql::render_step(
+                step,
+                &settings.cfg.marker_role,
+                settings.cfg.iam_role(),
+                &plan.okta_id,
+            )
+            .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(statements.join(";\n"))
+}
+
+/// Run every user's steps: all in one round trip, each user inside a savepoint; if a statement fails,
+/// everything is rolled back to before the first user and each user runs on their own, so one user's
+/// failure (a permission error, a name taken meanwhile) is reported for that user only. A transient error
+/// aborts the unit (`Err`).
 pub async fn run_steps(
     tx: &Transaction<'_>,
     settings: &PgSettings,
-    plan: &UserPlan,
-) -> Result<Result<(), String>, SyncError> {
-    if plan.steps.is_empty() {
-        return Ok(Ok(()));
-    }
-    let mut script = String::from(sql::USER_SAVEPOINT);
-    for step in &plan.steps {
-        match sql::render_step(
-            step,
-            &settings.cfg.marker_role,
-            settings.cfg.iam_role(),
-            &plan.okta_id,
-        ) {
-            Ok(statements) => {
-                for statement in statements {
-                    script.push_str(";\n");
-                    script.push_str(&statement);
-                }
+    plans: &[&UserPlan],
+) -> Result<Vec<Result<(), String>>, SyncError> {
+    let scripts: Vec<Result<String, String>> = plans
+        .iter()
+        .map(|p| {
+            if p.steps.is_empty() {
+                Ok(String::new())
+            } else {
+                render(settings, p)
             }
-            Err(e) => return Ok(Err(e.to_string())),
+        })
+        .collect();
+    let runnable: Vec<&String> = scripts
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if runnable.is_empty() {
+        return Ok(scripts.into_iter().map(|s| s.map(|_| ())).collect());
+    }
+    let mut batch = String::from(sql::ALL_USERS_SAVEPOINT);
+    for script in &runnable {
+        batch.push_str(&format!(
+            ";\n{};\n{script};\n{}",
+            sql::USER_SAVEPOINT,
+            sql::RELEASE_USER_SAVEPOINT
+        ));
+    }
+    batch.push_str(";\n");
+    batch.push_str(sql::RELEASE_ALL_USERS_SAVEPOINT);
+    match tx.batch_execute(&batch).await {
+        Ok(()) => return Ok(scripts.into_iter().map(|s| s.map(|_| ())).collect()),
+        Err(e) => {
+            let err = classify_pg("apply", e);
+            if err.is_transient() {
+                return Err(err);
+            }
+            tx.batch_execute(sql::ROLLBACK_ALL_USERS_SAVEPOINT)
+                .await
+                .map_err(pg("rollback to savepoint"))?;
         }
     }
-    script.push_str(";\n");
-    script.push_str(sql::RELEASE_USER_SAVEPOINT);
+    let mut outcomes = Vec::with_capacity(scripts.len());
+    for script in scripts {
+        outcomes.push(match script {
+            Err(why) => Err(why),
+            Ok(s) if s.is_empty() => Ok(()),
+            Ok(s) => run_one(tx, &s).await?,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// One user's script inside a savepoint.
+async fn run_one(tx: &Transaction<'_>, script: &str) -> Result<Result<(), String>, SyncError> {
+    let script = format!(
+        "{};\n{script};\n{}",
+        sql::USER_SAVEPOINT,
+        sql::RELEASE_USER_SAVEPOINT
+    );
     match tx.batch_execute(&script).await {
         Ok(()) => Ok(Ok(())),
         Err(e) => {
@@ -103,7 +158,7 @@ pub async fn run_steps(
 /// Of these revoking steps, those whose membership the catalog still shows (PostgreSQL 16+ revokes only
 /// the revoking role's grant; another grantor's survives).
 pub async fn steps_not_taken(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, Transaction<'_>>,
     settings: &PgSettings,
     revokes: &[Step],
 ) -> Result<Vec<usize>, SyncError> {
@@ -117,10 +172,13 @@ pub async fn steps_not_taken(
         .collect();
     let members: Vec<&str> = pairs.iter().map(|p| p.0).collect();
     let granted: Vec<&str> = pairs.iter().map(|p| p.1).collect();
-    let remaining: Vec<(String, String)> = tx
-        .query(sql::REMAINING_MEMBERSHIPS, &[&members, &granted])
-        .await
-        .map_err(pg("re-read memberships"))?
+    let remaining: Vec<(String, String)> = db
+        .query(
+            sql::REMAINING_MEMBERSHIPS,
+            &[&members, &granted],
+            "re-read memberships",
+        )
+        .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();

@@ -9,6 +9,10 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::error::{classify_pg, pg};
+use super::store::Statements;
+
+/// A connection used this recently is not pinged before its next use.
+const FRESH: Duration = Duration::from_secs(30);
 use super::sql;
 use crate::config::TargetConfig;
 use crate::db::roles::connect_as_master;
@@ -19,6 +23,10 @@ use crate::secrets::{MasterCredentials, Secrets};
 #[derive(Debug)]
 pub struct Connection {
     pub client: Client,
+    /// Statements prepared on this connection.
+    pub statements: Statements,
+    /// When it last answered: a connection used moments ago is not pinged before the next use.
+    pub last_used: std::time::Instant,
     /// `server_version_num`, e.g. 170010.
     pub server_version: i32,
     /// The master user's name (from the secret): never a role name for a login.
@@ -41,12 +49,33 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Whether a kept connection still answers.
-    pub async fn alive(&self) -> bool {
-        match &self.conn {
-            Some(c) if !c.client.is_closed() => c.client.simple_query(sql::PING).await.is_ok(),
-            _ => false,
+    /// Whether a kept connection still answers (one used in the last half minute is trusted, unless the
+    /// driver saw it close).
+    pub async fn alive(&mut self) -> bool {
+        let alive = match &self.conn {
+            Some(c) if c.client.is_closed() => false,
+            Some(c) if c.last_used.elapsed() < FRESH => true,
+            Some(c) => c.client.simple_query(sql::PING).await.is_ok(),
+            None => false,
+        };
+        if let Some(c) = self.conn.as_mut().filter(|_| alive) {
+            c.last_used = std::time::Instant::now();
         }
+        alive
+    }
+
+    /// Whether `error` shows the kept connection is gone: the driver saw it close, or the server ended the
+    /// session (a `FATAL` error such as 57P01 after a restart, a failover or `pg_terminate_backend`).
+    pub fn closed_by(&self, error: &SyncError) -> bool {
+        let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+        let fatal = std::error::Error::source(error)
+            .and_then(|e| e.downcast_ref::<tokio_postgres::Error>())
+            .is_some_and(|e| {
+                e.is_closed()
+                    || e.as_db_error()
+                        .is_some_and(|db| db.severity() == "FATAL" || db.severity() == "PANIC")
+            });
+        error.is_transient() && (closed || fatal)
     }
 
     /// Make a new connection, re-reading the master secret once if the password was rejected (rotation).
@@ -122,6 +151,8 @@ pub async fn connect(
     }
     Ok(Connection {
         client,
+        statements: Statements::default(),
+        last_used: std::time::Instant::now(),
         server_version,
         master: creds.username.clone(),
     })

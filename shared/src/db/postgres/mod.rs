@@ -19,7 +19,6 @@ pub mod sql;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::Duration;
 
 use tokio_postgres::Transaction;
 
@@ -93,6 +92,19 @@ impl PgBackend {
             .ok_or_else(|| SyncError::transient("not connected"))
     }
 
+    /// The kept connection, with its prepared statements.
+    fn db(&mut self) -> Result<store::Db<'_, tokio_postgres::Client>, SyncError> {
+        let conn = self
+            .link
+            .conn
+            .as_mut()
+            .ok_or_else(|| SyncError::transient("not connected"))?;
+        Ok(store::Db {
+            client: &conn.client,
+            statements: &mut conn.statements,
+        })
+    }
+
     /// The value of a setting on the kept connection (for tests and diagnostics).
     pub async fn show(&mut self, setting: &str) -> Result<String, SyncError> {
         let conn = self.connection()?;
@@ -108,9 +120,20 @@ impl PgBackend {
 /// One transaction on a PostgreSQL target.
 pub struct PgUnit<'a> {
     tx: Transaction<'a>,
+    statements: &'a mut store::Statements,
     settings: &'a PgSettings,
+    server_version: i32,
     /// Some step granted a role or IAM: the master check runs before commit (only then).
     granted: bool,
+}
+
+impl<'a> PgUnit<'a> {
+    fn db(&mut self) -> store::Db<'_, Transaction<'a>> {
+        store::Db {
+            client: &self.tx,
+            statements: self.statements,
+        }
+    }
 }
 
 impl std::fmt::Debug for PgUnit<'_> {
@@ -135,7 +158,14 @@ impl Backend for PgBackend {
             bootstrap::bootstrap(&self.settings, &conn.client).await?;
             self.bootstrapped = true;
         }
-        Ok(())
+        // The state tables exist now: every statement a delivery runs is prepared in one round trip.
+        let mut statements = self.settings.state.statements();
+        statements.extend([
+            sql::TERMINATE_SESSIONS,
+            sql::COUNT_SESSIONS,
+            sql::REMAINING_MEMBERSHIPS,
+        ]);
+        conn.statements.prepare_all(&conn.client, &statements).await
     }
 
     fn names(&self) -> NameRules {
@@ -148,42 +178,58 @@ impl Backend for PgBackend {
         names
     }
 
-    async fn begin(&mut self, timeout: Duration) -> Result<PgUnit<'_>, SyncError> {
+    async fn reconnect_if_closed(
+        &mut self,
+        error: &SyncError,
+        secrets: &Secrets,
+    ) -> Result<bool, SyncError> {
+        if !self.link.closed_by(error) {
+            return Ok(false);
+        }
+        tracing::info!(target = %self.settings.cfg.name, error = %error, "the kept connection was closed; reconnecting");
+        self.link.reconnect(&self.settings.cfg, secrets).await?;
+        Ok(true)
+    }
+
+    /// `BEGIN`: one round trip (the session's settings bound every statement).
+    async fn begin(&mut self) -> Result<PgUnit<'_>, SyncError> {
         let settings = &self.settings;
-        let conn = self
+        let connection::Connection {
+            client,
+            statements,
+            server_version,
+            ..
+        } = self
             .link
             .conn
             .as_mut()
             .ok_or_else(|| SyncError::transient("not connected"))?;
-        let version = conn.server_version;
-        let tx = conn.client.transaction().await.map_err(pg("begin"))?;
-        let timeout = format!("{}ms", timeout.as_millis());
-        tx.batch_execute(&sql::transaction_settings(&timeout, version))
-            .await
-            .map_err(pg("session settings"))?;
+        let tx = client.transaction().await.map_err(pg("begin"))?;
         Ok(PgUnit {
             tx,
+            statements,
             settings,
+            server_version: *server_version,
             granted: false,
         })
     }
 
     async fn managed_users(&mut self) -> Result<Vec<String>, SyncError> {
         let statement = self.settings.state.managed_users.clone();
-        store::okta_ids(&self.connection()?.client, &statement, &[]).await
+        store::okta_ids(&mut self.db()?, &statement, &[]).await
     }
 
     async fn group_members(&mut self, group_id: &str) -> Result<Vec<String>, SyncError> {
         let statement = self.settings.state.group_members.clone();
-        store::okta_ids(&self.connection()?.client, &statement, &[&group_id]).await
+        store::okta_ids(&mut self.db()?, &statement, &[&group_id]).await
     }
 
     async fn terminate_sessions(&mut self, roles: &[String]) -> Result<SessionCounts, SyncError> {
-        sessions::terminate(&self.connection()?.client, roles).await
+        sessions::terminate(&mut self.db()?, roles).await
     }
 
     async fn count_sessions(&mut self, roles: &[String]) -> Result<i64, SyncError> {
-        let counts = sessions::count_per_role(&self.connection()?.client, roles).await?;
+        let counts = sessions::count_per_role(&mut self.db()?, roles).await?;
         Ok(counts.values().sum())
     }
 
@@ -192,23 +238,19 @@ impl Backend for PgBackend {
         delivery_id: &str,
         entries: &[AuditEntry],
     ) -> Result<(), SyncError> {
-        let state = &self.settings.state;
-        let conn = self
-            .link
-            .conn
-            .as_ref()
-            .ok_or_else(|| SyncError::transient("not connected"))?;
-        store::insert_audit(&conn.client, state, delivery_id, entries).await
+        let state = self.settings.state.clone();
+        store::insert_audit(&mut self.db()?, &state, delivery_id, entries).await
     }
 }
 
 impl Unit for PgUnit<'_> {
-    async fn claim_delivery(&mut self, delivery_id: &str) -> Result<bool, SyncError> {
-        store::claim_delivery(&self.tx, &self.settings.state, delivery_id).await
-    }
-
-    async fn claim_events(&mut self, events: &[OktaEvent]) -> Result<HashSet<String>, SyncError> {
-        store::claim_events(&self.tx, &self.settings.state, events).await
+    async fn claim(
+        &mut self,
+        delivery_id: &str,
+        events: &[OktaEvent],
+    ) -> Result<Option<HashSet<String>>, SyncError> {
+        let state = &self.settings.state;
+        store::claim(&mut self.db(), state, delivery_id, events).await
     }
 
     async fn lock_users(&mut self, ids: &[String]) -> Result<(), SyncError> {
@@ -217,10 +259,10 @@ impl Unit for PgUnit<'_> {
         }
         // Row locks in the master's own state table: an ordinary login can neither take nor block them
         // (advisory locks share one namespace with every login).
-        self.tx
-            .query_one(&self.settings.state.lock_users, &[&ids])
-            .await
-            .map_err(pg("lock users"))?;
+        let state = &self.settings.state;
+        self.db()
+            .query_one(&state.lock_users, &[&ids], "lock users")
+            .await?;
         Ok(())
     }
 
@@ -229,18 +271,21 @@ impl Unit for PgUnit<'_> {
         group: &GroupRef,
         stamp: &Stamp,
     ) -> Result<Vec<String>, SyncError> {
-        store::record_group_deletion(&self.tx, &self.settings.state, group, stamp).await
+        let state = &self.settings.state;
+        store::record_group_deletion(&mut self.db(), state, group, stamp).await
     }
 
     async fn write_facts(&mut self, batch: &FactBatch, mapping: &Mapping) -> Result<(), SyncError> {
-        store::write_facts(&self.tx, &self.settings.state, batch, mapping).await
+        let state = &self.settings.state;
+        store::write_facts(&mut self.db(), state, batch, mapping).await
     }
 
     async fn read_facts(
         &mut self,
         users: &[String],
     ) -> Result<BTreeMap<String, UserFacts>, SyncError> {
-        store::read_facts(&self.tx, &self.settings.state, users).await
+        let state = &self.settings.state;
+        store::read_facts(&mut self.db(), state, users).await
     }
 
     async fn read_roles(
@@ -248,25 +293,32 @@ impl Unit for PgUnit<'_> {
         names: &[String],
         users: &[String],
     ) -> Result<BTreeMap<String, ActualRole>, SyncError> {
-        catalog::read_roles(&self.tx, self.settings, names, users).await
+        let settings = self.settings;
+        catalog::read_roles(&mut self.db(), settings, names, users).await
     }
 
-    async fn run_steps(&mut self, plan: &UserPlan) -> Result<Result<(), String>, SyncError> {
-        let outcome = catalog::run_steps(&self.tx, self.settings, plan).await?;
-        self.granted |= outcome.is_ok()
-            && plan
-                .steps
-                .iter()
-                .any(|s| matches!(s, Step::Grant { .. } | Step::EnableIam { .. }));
-        Ok(outcome)
+    async fn run_steps(
+        &mut self,
+        plans: &[&UserPlan],
+    ) -> Result<Vec<Result<(), String>>, SyncError> {
+        let outcomes = catalog::run_steps(&self.tx, self.settings, plans).await?;
+        self.granted |= plans.iter().zip(&outcomes).any(|(plan, outcome)| {
+            outcome.is_ok()
+                && plan
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Grant { .. } | Step::EnableIam { .. }))
+        });
+        Ok(outcomes)
     }
 
+    /// Before PostgreSQL 16 a membership has one grant, which any revoke removes: nothing to re-read.
     async fn steps_not_taken(&mut self, revokes: &[Step]) -> Result<Vec<usize>, SyncError> {
-        catalog::steps_not_taken(&self.tx, self.settings, revokes).await
-    }
-
-    async fn record_roles(&mut self, roles: &[(String, String)]) -> Result<(), SyncError> {
-        store::record_roles(&self.tx, &self.settings.state, roles).await
+        if self.server_version < 160_000 {
+            return Ok(Vec::new());
+        }
+        let settings = self.settings;
+        catalog::steps_not_taken(&mut self.db(), settings, revokes).await
     }
 
     async fn insert_audit(
@@ -274,22 +326,41 @@ impl Unit for PgUnit<'_> {
         delivery_id: &str,
         entries: &[AuditEntry],
     ) -> Result<(), SyncError> {
-        store::insert_audit(&self.tx, &self.settings.state, delivery_id, entries).await
+        let state = &self.settings.state;
+        store::insert_audit(&mut self.db(), state, delivery_id, entries).await
     }
 
-    /// Before committing changes that granted anything, the RDS rule: the master must never end up with the
-    /// IAM role's privileges. Memberships that would give them (made by someone else) are revoked first;
-    /// what is still left rolls the transaction back. Revoking units are never blocked by this.
-    async fn finish(self, commit: bool) -> Result<(), SyncError> {
-        if self.granted && catalog::master_locked_out(&self.tx, self.settings).await? {
-            catalog::heal_master(&self.tx, self.settings).await?;
+    /// Records the roles and the audit, then the RDS rule before committing changes that granted anything:
+    /// the master must never end up with the IAM role's privileges. Memberships that would give them (made
+    /// by someone else) are revoked first; what is still left rolls the transaction back. Units that only
+    /// revoke are never blocked by this.
+    async fn finish(
+        mut self,
+        commit: bool,
+        roles: &[(String, String)],
+        delivery_id: &str,
+        audit: &[AuditEntry],
+    ) -> Result<(), SyncError> {
+        let settings = self.settings;
+        let iam = settings.cfg.iam_role();
+        let mut locked_out = store::finish(
+            &mut self.db(),
+            &settings.state,
+            roles,
+            delivery_id,
+            audit,
+            iam,
+        )
+        .await?;
+        if self.granted && locked_out {
+            catalog::heal_master(&self.tx, settings).await?;
+            locked_out = catalog::master_locked_out(&self.tx, settings).await?;
         }
-        if self.granted && catalog::master_locked_out(&self.tx, self.settings).await? {
+        if self.granted && locked_out {
             self.tx.rollback().await.map_err(pg("rollback"))?;
             return Err(SyncError::permanent(format!(
-                "target {}: these changes would give the master user the privileges of {:?}; rolled back",
-                self.settings.cfg.name,
-                self.settings.cfg.iam_role()
+                "target {}: these changes would give the master user the privileges of {iam:?}; rolled back",
+                settings.cfg.name
             )));
         }
         if commit {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::error::pg;
 use super::sql;
+use super::store::Db;
 use crate::converge::SessionCounts;
 use crate::error::SyncError;
 
@@ -19,11 +19,14 @@ use crate::error::SyncError;
 const KILL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Signal every session of `roles` and poll until none is left: per role, `(terminated, remaining)`.
-pub async fn terminate(client: &Client, roles: &[String]) -> Result<SessionCounts, SyncError> {
+pub async fn terminate(
+    db: &mut Db<'_, Client>,
+    roles: &[String],
+) -> Result<SessionCounts, SyncError> {
     let deadline = Instant::now() + KILL_DEADLINE;
     let mut signalled: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     let mut wait = Duration::from_millis(1);
-    let mut left = signal(client, roles).await?;
+    let mut left = signal(db, roles).await?;
     loop {
         for (pid, role) in &left {
             signalled.entry(role.clone()).or_default().insert(*pid);
@@ -33,7 +36,7 @@ pub async fn terminate(client: &Client, roles: &[String]) -> Result<SessionCount
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(100));
-        left = signal(client, roles).await?;
+        left = signal(db, roles).await?;
     }
     Ok(roles
         .iter()
@@ -46,14 +49,16 @@ pub async fn terminate(client: &Client, roles: &[String]) -> Result<SessionCount
 }
 
 /// Signal the sessions of `roles` that are still there: `(pid, role)` of each.
-async fn signal(client: &Client, roles: &[String]) -> Result<Vec<(i32, String)>, SyncError> {
+async fn signal(
+    db: &mut Db<'_, Client>,
+    roles: &[String],
+) -> Result<Vec<(i32, String)>, SyncError> {
     if roles.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(client
-        .query(sql::TERMINATE_SESSIONS, &[&roles])
-        .await
-        .map_err(pg("terminate sessions"))?
+    Ok(db
+        .query(sql::TERMINATE_SESSIONS, &[&roles], "terminate sessions")
+        .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect())
@@ -61,13 +66,12 @@ async fn signal(client: &Client, roles: &[String]) -> Result<Vec<(i32, String)>,
 
 /// Live sessions per role (only roles that have some).
 pub async fn count_per_role(
-    client: &Client,
+    db: &mut Db<'_, Client>,
     roles: &[String],
 ) -> Result<BTreeMap<String, i64>, SyncError> {
-    Ok(client
-        .query(sql::COUNT_SESSIONS, &[&roles])
-        .await
-        .map_err(pg("count sessions"))?
+    Ok(db
+        .query(sql::COUNT_SESSIONS, &[&roles], "count sessions")
+        .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect())

@@ -60,23 +60,18 @@ WHERE n.nspname::text = $1::text AND r.rolname = session_user";
 /// The state schema's comment once its tables are current. Bump it with every change to the DDL.
 pub const STATE_VERSION: &str = "okta-rds-sync state v2";
 
+/// All users' steps run inside this savepoint (one round trip); if any fails, the unit rolls back to it and
+/// runs each user on their own.
+pub const ALL_USERS_SAVEPOINT: &str = "SAVEPOINT okta_rds_sync_all";
+pub const RELEASE_ALL_USERS_SAVEPOINT: &str = "RELEASE SAVEPOINT okta_rds_sync_all";
+pub const ROLLBACK_ALL_USERS_SAVEPOINT: &str =
+    "ROLLBACK TO SAVEPOINT okta_rds_sync_all; RELEASE SAVEPOINT okta_rds_sync_all";
+
 /// One user's steps run inside this savepoint, so a permanent failure of one user does not abort the others.
 pub const USER_SAVEPOINT: &str = "SAVEPOINT okta_rds_sync_user";
 pub const RELEASE_USER_SAVEPOINT: &str = "RELEASE SAVEPOINT okta_rds_sync_user";
 pub const ROLLBACK_USER_SAVEPOINT: &str =
     "ROLLBACK TO SAVEPOINT okta_rds_sync_user; RELEASE SAVEPOINT okta_rds_sync_user";
-
-/// Bounded waits inside a change transaction (`statement_timeout` is set per use).
-pub fn transaction_settings(statement_timeout: &str, server_version: i32) -> String {
-    let mut settings = format!(
-        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '{statement_timeout}'"
-    );
-    // PostgreSQL 16+: never make the master a member of the roles it creates (it would inherit rds_iam).
-    if server_version >= 160_000 {
-        settings.push_str("; SET LOCAL createrole_self_grant = ''");
-    }
-    settings
-}
 
 /// Create the marker role (its name quoted).
 pub fn create_marker_role(marker: &str) -> Result<String, IdentError> {
@@ -240,23 +235,26 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
     ])
 }
 
-/// Statements with bind parameters, qualified with the state schema. Fact writes take arrays (`unnest`) so
-/// a delivery of any size costs a fixed number of round trips; facts only move forward: a row is replaced
-/// only by a fact with a newer `(published, uuid)` stamp. Membership facts of groups that are not mapped
-/// (`$7` false) only update rows that exist: a group mapped once and unmapped since must not keep stale
+/// Statements with bind parameters, qualified with the state schema. Each unit of work costs a fixed
+/// number of them whatever its size (arrays, `unnest`), and several steps are one statement each
+/// (data-modifying CTEs), so a delivery is a handful of round trips. Facts only move forward: a row is
+/// replaced only by a fact with a newer `(published, uuid)` stamp. Membership facts of groups that are not
+/// mapped only update rows that exist: a group mapped once and unmapped since must not keep stale
 /// memberships for the day it is mapped again.
 #[derive(Debug, Clone)]
 pub struct StateSql {
-    pub claim_delivery: String,
-    pub claim_events: String,
-    pub upsert_logins: String,
-    pub upsert_statuses: String,
-    pub upsert_memberships: String,
+    /// `$1` delivery id; `$2..$4` events (uuid, type, published): `(new delivery, new uuids)`.
+    pub claim: String,
+    /// Users' logins `$1..$4` and statuses `$5..$8` (id, value, published, uuid; one row per user, NULL
+    /// where absent), memberships `$9..$15` (id, group id, group name, member, published, uuid, mapped).
+    pub write_facts: String,
     pub upsert_deleted_group: String,
     pub void_group_memberships: String,
-    pub read_users: String,
-    pub read_memberships: String,
-    pub record_roles: String,
+    /// Users `$1`: `(okta_id, login, status, role_name, group ids, group names)`.
+    pub read_facts: String,
+    /// Roles `$1`/`$2` (okta ids, role names), audit `$3..$11`, IAM role `$12`: whether the master now
+    /// has the IAM role's privileges.
+    pub finish: String,
     pub insert_audit: String,
     pub managed_users: String,
     pub group_members: String,
@@ -268,16 +266,12 @@ impl StateSql {
     /// Every statement, for checks over all of them.
     pub fn statements(&self) -> Vec<&str> {
         vec![
-            &self.claim_delivery,
-            &self.claim_events,
-            &self.upsert_logins,
-            &self.upsert_statuses,
-            &self.upsert_memberships,
+            &self.claim,
+            &self.write_facts,
             &self.upsert_deleted_group,
             &self.void_group_memberships,
-            &self.read_users,
-            &self.read_memberships,
-            &self.record_roles,
+            &self.read_facts,
+            &self.finish,
             &self.insert_audit,
             &self.managed_users,
             &self.group_members,
@@ -289,57 +283,82 @@ impl StateSql {
     pub fn new(schema: &str) -> Result<Self, IdentError> {
         let t = |name: &str| qualified(schema, name);
         let (users, memberships, deleted) = (t("users")?, t("memberships")?, t("deleted_groups")?);
+        let audit = t("audit")?;
+        // Whether the proposed `(p, u)` stamp of `EXCLUDED` is newer than `tbl`'s (and present).
         let newer = |tbl: &str, p: &str, u: &str| {
             format!(
-                "({tbl}.{p} IS NULL OR ({tbl}.{p}, {tbl}.{u} COLLATE \"C\") < (EXCLUDED.{p}, EXCLUDED.{u} COLLATE \"C\"))"
+                "(EXCLUDED.{p} IS NOT NULL AND ({tbl}.{p} IS NULL OR ({tbl}.{p}, {tbl}.{u} COLLATE \"C\") < (EXCLUDED.{p}, EXCLUDED.{u} COLLATE \"C\")))"
+            )
+        };
+        let (new_login, new_status) = (
+            newer("u", "login_published", "login_uuid"),
+            newer("u", "status_published", "status_uuid"),
+        );
+        let pick = |newer: &str, col: &str| {
+            format!("{col} = CASE WHEN {newer} THEN EXCLUDED.{col} ELSE u.{col} END")
+        };
+        let insert_audit = |first: usize| {
+            let p = |i: usize| format!("${}", first + i);
+            format!(
+                "INSERT INTO {audit} (delivery_id, event_uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)
+                 SELECT {}, pg_catalog.string_to_array(x.uuids, ','), x.actor, x.okta_id, x.role_name, x.action, x.detail,
+                        x.outcome, x.duration_ms
+                 FROM ROWS FROM (pg_catalog.unnest({}::text[]), pg_catalog.unnest({}::text[]), pg_catalog.unnest({}::text[]),
+                                 pg_catalog.unnest({}::text[]), pg_catalog.unnest({}::text[]), pg_catalog.unnest({}::text[]),
+                                 pg_catalog.unnest({}::text[]), pg_catalog.unnest({}::float8[]))
+                   AS x (uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)",
+                p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)
             )
         };
         Ok(Self {
-            claim_delivery: format!(
-                "INSERT INTO {} (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id",
-                t("seen_deliveries")?
+            claim: format!(
+                "WITH d AS (INSERT INTO {deliveries} (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id),
+                 e AS (INSERT INTO {events} (uuid, event_type, published)
+                       SELECT x.uuid, x.event_type, x.published
+                       FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]),
+                                       pg_catalog.unnest($4::timestamptz[])) AS x (uuid, event_type, published)
+                       WHERE EXISTS (SELECT 1 FROM d)
+                       ON CONFLICT DO NOTHING RETURNING uuid)
+                 SELECT EXISTS (SELECT 1 FROM d), ARRAY(SELECT e.uuid FROM e)",
+                deliveries = t("seen_deliveries")?,
+                events = t("seen_events")?
             ),
-            claim_events: format!(
-                "INSERT INTO {} (uuid, event_type, published)
-                 SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                                          pg_catalog.unnest($3::timestamptz[]))
-                 ON CONFLICT DO NOTHING RETURNING uuid",
-                t("seen_events")?
-            ),
-            upsert_logins: format!(
-                "INSERT INTO {users} AS u (okta_id, login, login_published, login_uuid)
-                 SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                                          pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::text[]))
-                 ON CONFLICT (okta_id) DO UPDATE SET login = EXCLUDED.login, login_published = EXCLUDED.login_published,
-                   login_uuid = EXCLUDED.login_uuid, updated_at = pg_catalog.now()
-                 WHERE {}",
-                newer("u", "login_published", "login_uuid")
-            ),
-            upsert_statuses: format!(
-                "INSERT INTO {users} AS u (okta_id, status, status_published, status_uuid)
-                 SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                                          pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::text[]))
-                 ON CONFLICT (okta_id) DO UPDATE SET status = EXCLUDED.status, status_published = EXCLUDED.status_published,
-                   status_uuid = EXCLUDED.status_uuid, updated_at = pg_catalog.now()
-                 WHERE {}",
-                newer("u", "status_published", "status_uuid")
-            ),
-            upsert_memberships: format!(
-                "INSERT INTO {memberships} AS m (okta_id, group_id, group_name, member, published, uuid)
-                 SELECT x.okta_id, x.group_id, x.group_name, x.member, x.published, x.uuid
-                 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                                 pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]),
-                                 pg_catalog.unnest($5::timestamptz[]), pg_catalog.unnest($6::text[]),
-                                 pg_catalog.unnest($7::bool[]))
-                   AS x (okta_id, group_id, group_name, member, published, uuid, mapped)
-                 WHERE NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = x.group_id
-                                   AND (d.published, d.uuid COLLATE \"C\") >= (x.published, x.uuid COLLATE \"C\"))
-                   AND (x.mapped OR EXISTS (SELECT 1 FROM {memberships} e
-                                            WHERE e.okta_id = x.okta_id AND e.group_id = x.group_id))
-                 ON CONFLICT (okta_id, group_id) DO UPDATE SET group_name = EXCLUDED.group_name,
-                   member = EXCLUDED.member, published = EXCLUDED.published, uuid = EXCLUDED.uuid
-                 WHERE {}",
-                newer("m", "published", "uuid")
+            write_facts: format!(
+                "WITH w AS (
+                   INSERT INTO {users} AS u (okta_id, login, login_published, login_uuid, status, status_published, status_uuid)
+                   SELECT COALESCE(l.okta_id, s.okta_id), l.login, l.login_published, l.login_uuid, s.status, s.status_published, s.status_uuid
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                   pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::text[]))
+                          AS l (okta_id, login, login_published, login_uuid)
+                   FULL JOIN ROWS FROM (pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::text[]),
+                                        pg_catalog.unnest($7::timestamptz[]), pg_catalog.unnest($8::text[]))
+                          AS s (okta_id, status, status_published, status_uuid) ON s.okta_id = l.okta_id
+                   ON CONFLICT (okta_id) DO UPDATE SET {}, {}, {}, {}, {}, {}, updated_at = pg_catalog.now()
+                   WHERE {new_login} OR {new_status}
+                   RETURNING 1),
+                 m AS (
+                   INSERT INTO {memberships} AS m (okta_id, group_id, group_name, member, published, uuid)
+                   SELECT x.okta_id, x.group_id, x.group_name, x.member, x.published, x.uuid
+                   FROM ROWS FROM (pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]),
+                                   pg_catalog.unnest($11::text[]), pg_catalog.unnest($12::bool[]),
+                                   pg_catalog.unnest($13::timestamptz[]), pg_catalog.unnest($14::text[]),
+                                   pg_catalog.unnest($15::bool[]))
+                     AS x (okta_id, group_id, group_name, member, published, uuid, mapped)
+                   WHERE NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = x.group_id
+                                     AND (d.published, d.uuid COLLATE \"C\") >= (x.published, x.uuid COLLATE \"C\"))
+                     AND (x.mapped OR EXISTS (SELECT 1 FROM {memberships} e
+                                              WHERE e.okta_id = x.okta_id AND e.group_id = x.group_id))
+                   ON CONFLICT (okta_id, group_id) DO UPDATE SET group_name = EXCLUDED.group_name,
+                     member = EXCLUDED.member, published = EXCLUDED.published, uuid = EXCLUDED.uuid
+                   WHERE (m.published, m.uuid COLLATE \"C\") < (EXCLUDED.published, EXCLUDED.uuid COLLATE \"C\")
+                   RETURNING 1)
+                 SELECT (SELECT pg_catalog.count(*) FROM w), (SELECT pg_catalog.count(*) FROM m)",
+                pick(&new_login, "login"),
+                pick(&new_login, "login_uuid"),
+                pick(&new_login, "login_published"),
+                pick(&new_status, "status"),
+                pick(&new_status, "status_uuid"),
+                pick(&new_status, "status_published"),
             ),
             upsert_deleted_group: format!(
                 "INSERT INTO {deleted} AS g (group_id, published, uuid) VALUES ($1, $2, $3)
@@ -352,21 +371,38 @@ impl StateSql {
                  WHERE group_id = $1 AND (published, uuid COLLATE \"C\") < ($2, $3 COLLATE \"C\")
                  RETURNING okta_id"
             ),
-            read_users: format!("SELECT okta_id, login, status, role_name FROM {users} WHERE okta_id = ANY($1)"),
-            read_memberships: format!(
-                "SELECT m.okta_id, m.group_id, m.group_name FROM {memberships} m
-                 WHERE m.okta_id = ANY($1) AND m.member
-                   AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
-                                   AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))"
+            read_facts: format!(
+                "SELECT u.okta_id, u.login, u.status, u.role_name,
+                        ARRAY(SELECT m.group_id FROM {memberships} m
+                              WHERE m.okta_id = u.okta_id AND m.member
+                                AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
+                                                AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))
+                              ORDER BY m.group_id) AS group_ids,
+                        ARRAY(SELECT m.group_name FROM {memberships} m
+                              WHERE m.okta_id = u.okta_id AND m.member
+                                AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
+                                                AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))
+                              ORDER BY m.group_id) AS group_names
+                 FROM {users} u WHERE u.okta_id = ANY($1::text[])"
             ),
-            record_roles: format!(
-                "UPDATE {users} u SET role_name = x.role_name, role_oid = x.role_oid, updated_at = pg_catalog.now()
-                 FROM (SELECT y.okta_id, y.role_name, r.oid AS role_oid
-                       FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS y (okta_id, role_name)
-                       LEFT JOIN pg_catalog.pg_roles r ON r.rolname::text = y.role_name) AS x
-                 WHERE u.okta_id = x.okta_id
-                   AND (u.role_name IS DISTINCT FROM x.role_name OR u.role_oid IS DISTINCT FROM x.role_oid)"
+            finish: format!(
+                "WITH r AS (
+                   UPDATE {users} u SET role_name = x.role_name, role_oid = x.role_oid, updated_at = pg_catalog.now()
+                   FROM (SELECT y.okta_id, y.role_name, o.oid AS role_oid
+                         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS y (okta_id, role_name)
+                         LEFT JOIN pg_catalog.pg_roles o ON o.rolname::text = y.role_name) AS x
+                   WHERE u.okta_id = x.okta_id
+                     AND (u.role_name IS DISTINCT FROM x.role_name OR u.role_oid IS DISTINCT FROM x.role_oid)
+                   RETURNING 1),
+                 a AS ({} RETURNING 1)
+                 SELECT (SELECT pg_catalog.count(*) FROM r) + (SELECT pg_catalog.count(*) FROM a) >= 0,
+                        COALESCE((SELECT pg_catalog.pg_has_role(session_user, i.oid, 'USAGE')
+                                  FROM pg_catalog.pg_roles i WHERE i.rolname::text = $12::text), false)",
+                insert_audit(3)
             ),
+            insert_audit: insert_audit(1),
+            managed_users: format!("SELECT okta_id FROM {users} WHERE role_name IS NOT NULL"),
+            group_members: format!("SELECT okta_id FROM {memberships} WHERE group_id = $1 AND member"),
             lock_users: format!(
                 "WITH new AS (INSERT INTO {users} (okta_id)
                               SELECT DISTINCT t.u FROM pg_catalog.unnest($1::text[]) AS t (u) ORDER BY 1
@@ -396,18 +432,6 @@ impl StateSql {
                  FROM pg_catalog.pg_roles r
                  WHERE r.rolname::text = ANY($1::text[])
                     OR r.oid IN (SELECT u.role_oid FROM {users} u WHERE u.okta_id = ANY($5::text[]))"
-            ),
-            managed_users: format!("SELECT okta_id FROM {users} WHERE role_name IS NOT NULL"),
-            group_members: format!("SELECT okta_id FROM {memberships} WHERE group_id = $1 AND member"),
-            insert_audit: format!(
-                "INSERT INTO {} (delivery_id, event_uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)
-                 SELECT $1, pg_catalog.string_to_array(x.uuids, ','), x.actor, x.okta_id, x.role_name, x.action, x.detail,
-                        x.outcome, x.duration_ms
-                 FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),
-                                 pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]),
-                                 pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::float8[]))
-                   AS x (uuids, actor, okta_id, role_name, action, detail, outcome, duration_ms)",
-                t("audit")?
             ),
         })
     }
@@ -644,11 +668,13 @@ mod tests {
                 STATE_SCHEMA_OWNERSHIP,
                 USER_SAVEPOINT,
                 RELEASE_USER_SAVEPOINT,
+                ALL_USERS_SAVEPOINT,
+                RELEASE_ALL_USERS_SAVEPOINT,
+                ROLLBACK_ALL_USERS_SAVEPOINT,
                 ROLLBACK_USER_SAVEPOINT,
             ]
             .map(str::to_owned),
         );
-        all.push(transaction_settings("2s", 170_000));
         all.push(session_reset(170_000));
         all.push(create_marker_role("m").unwrap());
         for step in [
@@ -711,7 +737,7 @@ mod tests {
     #[test]
     fn state_sql_quotes_the_schema() {
         let s = StateSql::new("we\"ird").unwrap();
-        assert!(s.read_users.contains("\"we\"\"ird\".\"users\""));
+        assert!(s.read_facts.contains("\"we\"\"ird\".\"users\""));
         assert!(state_schema_ddl("s").unwrap()[0].contains("CREATE SCHEMA IF NOT EXISTS \"s\""));
     }
 }

@@ -1,10 +1,11 @@
-//! The state schema on PostgreSQL: seen deliveries and events, facts, recorded roles and the audit trail.
-//! Every write takes arrays (`unnest`), so a delivery of any size costs a fixed number of round trips.
+//! The state schema on PostgreSQL: claims, facts, recorded roles and the audit trail, through statements
+//! prepared once per connection ([`Db`]), so each costs one round trip.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row, Statement};
 
 use super::error::pg;
 use super::sql::StateSql;
@@ -14,55 +15,168 @@ use crate::journal::{FactBatch, Stamp, UserFacts, UserStatus};
 use crate::okta::{GroupRef, OktaEvent};
 use crate::plan::Mapping;
 
-pub async fn claim_delivery<C: GenericClient>(
-    c: &C,
-    state: &StateSql,
-    delivery_id: &str,
-) -> Result<bool, SyncError> {
-    Ok(c.query_opt(&state.claim_delivery, &[&delivery_id])
-        .await
-        .map_err(pg("claim delivery"))?
-        .is_some())
+/// Statements prepared on one connection, by SQL text (prepared statements outlive transactions).
+#[derive(Debug, Default)]
+pub struct Statements(HashMap<String, Statement>);
+
+/// A client (or transaction) and its connection's prepared statements.
+pub struct Db<'a, C> {
+    pub client: &'a C,
+    pub statements: &'a mut Statements,
 }
 
-pub async fn claim_events<C: GenericClient>(
-    c: &C,
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl Statements {
+    /// Prepare these statements now, all in one round trip (the driver pipelines concurrent requests), so
+    /// that no delivery pays a round trip to prepare one.
+    pub async fn prepare_all(
+        &mut self,
+        client: &tokio_postgres::Client,
+        sqls: &[&str],
+    ) -> Result<(), SyncError> {
+        let missing: Vec<&str> = sqls
+            .iter()
+            .copied()
+            .filter(|s| !self.0.contains_key(*s))
+            .collect();
+        let prepared =
+            futures_util::future::try_join_all(missing.iter().map(|sql| client.prepare(sql)))
+                .await
+                .map_err(pg("prepare"))?;
+        self.0
+            .extend(missing.into_iter().map(str::to_owned).zip(prepared));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    async fn statement(&mut self, sql: &str) -> Result<Statement, SyncError> {
+        if let Some(s) = self.statements.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await.map_err(pg("prepare"))?;
+        self.statements.0.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+        what: &'static str,
+    ) -> Result<Vec<Row>, SyncError> {
+        let s = self.statement(sql).await?;
+        self.client.query(&s, params).await.map_err(pg(what))
+    }
+
+    pub async fn query_one(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+        what: &'static str,
+    ) -> Result<Row, SyncError> {
+        let s = self.statement(sql).await?;
+        self.client.query_one(&s, params).await.map_err(pg(what))
+    }
+}
+
+/// Claim a delivery and its events: `None` if the delivery was seen before, else the new event uuids.
+pub async fn claim<C: GenericClient>(
+    db: &mut Db<'_, C>,
     state: &StateSql,
+    delivery_id: &str,
     events: &[OktaEvent],
-) -> Result<HashSet<String>, SyncError> {
+) -> Result<Option<HashSet<String>>, SyncError> {
     let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
     let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let published: Vec<DateTime<Utc>> = events.iter().map(|e| e.published).collect();
-    let rows = c
-        .query(&state.claim_events, &[&uuids, &types, &published])
-        .await
-        .map_err(pg("claim events"))?;
-    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    let row = db
+        .query_one(
+            &state.claim,
+            &[&delivery_id, &uuids, &types, &published],
+            "claim delivery",
+        )
+        .await?;
+    let new: bool = row.get(0);
+    let fresh: Vec<String> = row.get(1);
+    Ok(new.then(|| fresh.into_iter().collect()))
 }
 
 pub async fn record_group_deletion<C: GenericClient>(
-    c: &C,
+    db: &mut Db<'_, C>,
     state: &StateSql,
     group: &GroupRef,
     stamp: &Stamp,
 ) -> Result<Vec<String>, SyncError> {
-    c.execute(
+    let params: [&(dyn ToSql + Sync); 3] = [&group.id, &stamp.published, &stamp.uuid];
+    db.query(
         &state.upsert_deleted_group,
-        &[&group.id, &stamp.published, &stamp.uuid],
+        &params,
+        "record group deletion",
     )
-    .await
-    .map_err(pg("record group deletion"))?;
-    let rows = c
+    .await?;
+    let rows = db
         .query(
             &state.void_group_memberships,
-            &[&group.id, &stamp.published, &stamp.uuid],
+            &params,
+            "end group memberships",
         )
-        .await
-        .map_err(pg("end group memberships"))?;
+        .await?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
-/// `(user, value, published, uuid)` columns of a fact batch, bound as arrays.
+/// Record a batch of facts in one statement (logins and statuses per user, memberships).
+pub async fn write_facts<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    state: &StateSql,
+    batch: &FactBatch,
+    mapping: &Mapping,
+) -> Result<(), SyncError> {
+    if batch.logins.is_empty() && batch.statuses.is_empty() && batch.memberships.is_empty() {
+        return Ok(());
+    }
+    let (lu, ll, lp, lid) = columns(
+        batch
+            .logins
+            .iter()
+            .map(|(u, l, s)| (u.as_str(), l.as_str(), s)),
+    );
+    let (su, st, sp, sid) = columns(
+        batch
+            .statuses
+            .iter()
+            .map(|(u, st, s)| (u.as_str(), st.as_str(), s)),
+    );
+    let m = &batch.memberships;
+    let users: Vec<&str> = m.iter().map(|x| x.0.as_str()).collect();
+    let gids: Vec<&str> = m.iter().map(|x| x.1.id.as_str()).collect();
+    let gnames: Vec<&str> = m.iter().map(|x| x.1.name.as_str()).collect();
+    let member: Vec<bool> = m.iter().map(|x| x.2).collect();
+    let published: Vec<DateTime<Utc>> = m.iter().map(|x| x.3.published).collect();
+    let uuids: Vec<&str> = m.iter().map(|x| x.3.uuid.as_str()).collect();
+    let mapped: Vec<bool> = m.iter().map(|x| mapping.group_is_mapped(&x.1)).collect();
+    db.query_one(
+        &state.write_facts,
+        &[
+            &lu, &ll, &lp, &lid, &su, &st, &sp, &sid, &users, &gids, &gnames, &member, &published,
+            &uuids, &mapped,
+        ],
+        "record facts",
+    )
+    .await?;
+    Ok(())
+}
+
+/// `(user, value, published, uuid)` columns of user facts, bound as arrays.
 type FactColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>, Vec<&'a str>);
 
 fn columns<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a Stamp)>) -> FactColumns<'a> {
@@ -76,125 +190,94 @@ fn columns<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a Stamp)>) -> Fac
     out
 }
 
-pub async fn write_facts<C: GenericClient>(
-    c: &C,
-    state: &StateSql,
-    batch: &FactBatch,
-    mapping: &Mapping,
-) -> Result<(), SyncError> {
-    if !batch.logins.is_empty() {
-        let (u, l, p, id) = columns(
-            batch
-                .logins
-                .iter()
-                .map(|(u, l, s)| (u.as_str(), l.as_str(), s)),
-        );
-        c.execute(&state.upsert_logins, &[&u, &l, &p, &id])
-            .await
-            .map_err(pg("record logins"))?;
-    }
-    if !batch.statuses.is_empty() {
-        let (u, st, p, id) = columns(
-            batch
-                .statuses
-                .iter()
-                .map(|(u, st, s)| (u.as_str(), st.as_str(), s)),
-        );
-        c.execute(&state.upsert_statuses, &[&u, &st, &p, &id])
-            .await
-            .map_err(pg("record statuses"))?;
-    }
-    if !batch.memberships.is_empty() {
-        let m = &batch.memberships;
-        let users: Vec<&str> = m.iter().map(|x| x.0.as_str()).collect();
-        let gids: Vec<&str> = m.iter().map(|x| x.1.id.as_str()).collect();
-        let gnames: Vec<&str> = m.iter().map(|x| x.1.name.as_str()).collect();
-        let member: Vec<bool> = m.iter().map(|x| x.2).collect();
-        let published: Vec<DateTime<Utc>> = m.iter().map(|x| x.3.published).collect();
-        let uuids: Vec<&str> = m.iter().map(|x| x.3.uuid.as_str()).collect();
-        let mapped: Vec<bool> = m.iter().map(|x| mapping.group_is_mapped(&x.1)).collect();
-        c.execute(
-            &state.upsert_memberships,
-            &[&users, &gids, &gnames, &member, &published, &uuids, &mapped],
-        )
-        .await
-        .map_err(pg("record memberships"))?;
-    }
-    Ok(())
-}
-
 pub async fn read_facts<C: GenericClient>(
-    c: &C,
+    db: &mut Db<'_, C>,
     state: &StateSql,
     users: &[String],
 ) -> Result<BTreeMap<String, UserFacts>, SyncError> {
-    let mut facts: BTreeMap<String, UserFacts> = BTreeMap::new();
-    for r in c
-        .query(&state.read_users, &[&users])
-        .await
-        .map_err(pg("read users"))?
-    {
-        let okta_id: String = r.get(0);
-        let status: Option<String> = r.get(2);
-        facts.insert(
-            okta_id.clone(),
-            UserFacts {
-                okta_id,
+    let rows = db.query(&state.read_facts, &[&users], "read facts").await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let okta_id: String = r.get(0);
+            let status: Option<String> = r.get(2);
+            let ids: Vec<String> = r.get(4);
+            let names: Vec<String> = r.get(5);
+            let facts = UserFacts {
+                okta_id: okta_id.clone(),
                 login: r.get(1),
                 status: status.as_deref().and_then(UserStatus::parse),
-                groups: Vec::new(),
+                groups: ids
+                    .into_iter()
+                    .zip(names)
+                    .map(|(id, name)| GroupRef { id, name })
+                    .collect(),
                 role_name: r.get(3),
-            },
-        );
-    }
-    for r in c
-        .query(&state.read_memberships, &[&users])
-        .await
-        .map_err(pg("read memberships"))?
-    {
-        if let Some(f) = facts.get_mut(&r.get::<_, String>(0)) {
-            f.groups.push(GroupRef {
-                id: r.get(1),
-                name: r.get(2),
-            });
-        }
-    }
-    Ok(facts)
-}
-
-pub async fn record_roles<C: GenericClient>(
-    c: &C,
-    state: &StateSql,
-    roles: &[(String, String)],
-) -> Result<(), SyncError> {
-    if roles.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = roles.iter().map(|r| r.0.as_str()).collect();
-    let names: Vec<&str> = roles.iter().map(|r| r.1.as_str()).collect();
-    c.execute(&state.record_roles, &[&ids, &names])
-        .await
-        .map_err(pg("record roles"))?;
-    Ok(())
+            };
+            (okta_id, facts)
+        })
+        .collect())
 }
 
 /// Okta ids of the users a query returns (first column).
 pub async fn okta_ids<C: GenericClient>(
-    c: &C,
+    db: &mut Db<'_, C>,
     statement: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &Params<'_>,
 ) -> Result<Vec<String>, SyncError> {
-    Ok(c.query(statement, params)
-        .await
-        .map_err(pg("read users"))?
+    Ok(db
+        .query(statement, params, "read users")
+        .await?
         .iter()
         .map(|r| r.get(0))
         .collect())
 }
 
+/// The audit records as bind parameters (nine arrays, starting with the delivery id).
+pub struct AuditColumns {
+    uuids: Vec<Option<String>>,
+    actors: Vec<Option<String>>,
+    users: Vec<Option<String>>,
+    roles: Vec<Option<String>>,
+    actions: Vec<Option<String>>,
+    details: Vec<Option<String>>,
+    outcomes: Vec<Option<String>>,
+    durations: Vec<f64>,
+}
+
+impl AuditColumns {
+    pub fn new(entries: &[AuditEntry]) -> Self {
+        let col = |f: fn(&AuditEntry) -> Option<String>| entries.iter().map(f).collect();
+        Self {
+            uuids: col(|e| Some(e.event_uuids.join(","))),
+            actors: col(|e| Some(e.actor.clone())),
+            users: col(|e| e.okta_id.clone()),
+            roles: col(|e| e.role.clone()),
+            actions: col(|e| Some(e.action.clone())),
+            details: col(|e| e.detail.clone()),
+            outcomes: col(|e| Some(e.outcome.as_str().to_owned())),
+            durations: entries.iter().map(|e| e.duration_ms).collect(),
+        }
+    }
+
+    /// The eight arrays after the delivery id.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.uuids,
+            &self.actors,
+            &self.users,
+            &self.roles,
+            &self.actions,
+            &self.details,
+            &self.outcomes,
+            &self.durations,
+        ]
+    }
+}
+
 /// Write audit rows, in a transaction or on their own (one statement is atomic either way).
 pub async fn insert_audit<C: GenericClient>(
-    c: &C,
+    db: &mut Db<'_, C>,
     state: &StateSql,
     delivery_id: &str,
     entries: &[AuditEntry],
@@ -202,32 +285,31 @@ pub async fn insert_audit<C: GenericClient>(
     if entries.is_empty() {
         return Ok(());
     }
-    let col = |f: fn(&AuditEntry) -> Option<String>| {
-        entries.iter().map(f).collect::<Vec<Option<String>>>()
-    };
-    let uuids = col(|e| Some(e.event_uuids.join(",")));
-    let actors = col(|e| Some(e.actor.clone()));
-    let users = col(|e| e.okta_id.clone());
-    let roles = col(|e| e.role.clone());
-    let actions = col(|e| Some(e.action.clone()));
-    let details = col(|e| e.detail.clone());
-    let outcomes = col(|e| Some(e.outcome.as_str().to_owned()));
-    let durations: Vec<f64> = entries.iter().map(|e| e.duration_ms).collect();
-    c.execute(
-        &state.insert_audit,
-        &[
-            &delivery_id,
-            &uuids,
-            &actors,
-            &users,
-            &roles,
-            &actions,
-            &details,
-            &outcomes,
-            &durations,
-        ],
-    )
-    .await
-    .map_err(pg("write audit"))?;
+    let columns = AuditColumns::new(entries);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&delivery_id];
+    params.extend(columns.params());
+    db.query(&state.insert_audit, &params, "write audit")
+        .await?;
     Ok(())
+}
+
+/// Record the users' roles and the audit, and say whether the master now has the IAM role's privileges.
+pub async fn finish<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    state: &StateSql,
+    roles: &[(String, String)],
+    delivery_id: &str,
+    audit: &[AuditEntry],
+    iam_role: &str,
+) -> Result<bool, SyncError> {
+    let ids: Vec<&str> = roles.iter().map(|r| r.0.as_str()).collect();
+    let names: Vec<&str> = roles.iter().map(|r| r.1.as_str()).collect();
+    let columns = AuditColumns::new(audit);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&ids, &names, &delivery_id];
+    params.extend(columns.params());
+    params.push(&iam_role);
+    let row = db
+        .query_one(&state.finish, &params, "record roles and audit")
+        .await?;
+    Ok(row.get(1))
 }
