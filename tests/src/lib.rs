@@ -13,6 +13,7 @@ mod http;
 pub mod mariadb;
 pub mod okta;
 pub mod okta_server;
+pub mod proxy;
 pub mod runtime;
 
 use std::net::TcpListener;
