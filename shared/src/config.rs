@@ -138,10 +138,15 @@ pub struct TargetConfig {
     pub protected_roles: Vec<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// Users converged per transaction (each holds an advisory lock): bigger deliveries and reconcile runs
-    /// are applied in batches of this size, so they never exhaust the server's lock table.
+    /// Users converged per transaction (each holds a row lock): bigger deliveries and reconcile runs are
+    /// applied in batches of this size, so they never exhaust the server's lock table.
     #[serde(default = "default_users_per_transaction")]
     pub users_per_transaction: usize,
+    /// Read replicas / Aurora readers (`host` or `host:port`, the writer's port by default): role changes
+    /// replicate by themselves, sessions do not, so an offboarding ends the role's sessions on each of them
+    /// too, in parallel with the writer.
+    #[serde(default)]
+    pub readers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +160,44 @@ pub struct GrantConfig {
     /// Allow granting a superuser / CREATEROLE / rds_superuser role (lets a person bypass IAM auth).
     #[serde(default)]
     pub allow_privileged: bool,
+}
+
+/// `host`, `host:port` or `[ipv6]:port` (the port defaults to `default_port`).
+pub fn parse_endpoint(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let bad = |why: &str| format!("{text:?}: {why}; expected host or host:port");
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
+            ),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return Err(bad("an IPv6 address goes in brackets, [::1]:5432")),
+            None => (text, None),
+        }
+    };
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !valid_host {
+        return Err(bad("not a host name or address"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad("the port must be between 1 and 65535"))?,
+    };
+    Ok((host.to_owned(), port))
 }
 
 fn default_header() -> String {
@@ -196,6 +239,14 @@ impl TargetConfig {
             Engine::Postgres => 5432,
             Engine::Mysql => 3306,
         })
+    }
+
+    /// The readers' `(host, port)`, in the order configured (validated by [`Config::validate`]).
+    pub fn reader_endpoints(&self) -> Vec<(String, u16)> {
+        self.readers
+            .iter()
+            .filter_map(|r| parse_endpoint(r, self.port()).ok())
+            .collect()
     }
 
     /// The database a postgres target connects to (validated to be set).
@@ -397,6 +448,17 @@ impl Config {
             if t.connect_timeout_ms == 0 {
                 return Err(invalid(key("connect_timeout_ms"), "must be greater than 0"));
             }
+            let mut endpoints = BTreeSet::from([(t.host.to_ascii_lowercase(), t.port())]);
+            for (j, reader) in t.readers.iter().enumerate() {
+                let (host, port) = parse_endpoint(reader, t.port())
+                    .map_err(|why| invalid(key(&format!("readers[{j}]")), why))?;
+                if !endpoints.insert((host.to_ascii_lowercase(), port)) {
+                    return Err(invalid(
+                        key(&format!("readers[{j}]")),
+                        format!("{reader:?} is the writer or another reader"),
+                    ));
+                }
+            }
             if !(1..=5000).contains(&t.users_per_transaction) {
                 return Err(invalid(
                     key("users_per_transaction"),
@@ -540,6 +602,44 @@ roles = ["app_readonly"]
         assert_eq!(t.marker_role, "okta_rds_sync_managed");
         assert_eq!(t.iam_role(), "rds_iam");
         assert_eq!(c.grants_for("app-prod").count(), 1);
+    }
+
+    #[test]
+    fn readers_are_hosts_with_optional_ports() {
+        let c = parse(&MINIMAL.replace(
+            "database = \"app\"",
+            "database = \"app\"\nreaders = [\"r1.example\", \"r2.example:5433\", \"[::1]:6432\", \"[fd00::2]\"]",
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.targets[0].reader_endpoints(),
+            vec![
+                ("r1.example".to_owned(), 5432),
+                ("r2.example".to_owned(), 5433),
+                ("::1".to_owned(), 6432),
+                ("fd00::2".to_owned(), 5432)
+            ]
+        );
+        for bad in [
+            "\"\"",
+            "\"r1:0\"",
+            "\"r1:99999\"",
+            "\"r1:x\"",
+            "\"::1:5432\"",
+            "\"[::1\"",
+            "\"r 1\"",
+            "\"r1/x\"",
+            "\"db.example\"",
+            "\"DB.example:5432\"",
+            "\"r1\", \"r1:5432\"",
+        ] {
+            let text = MINIMAL.replace(
+                "database = \"app\"",
+                &format!("database = \"app\"\nreaders = [{bad}]"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("targets[0].readers["), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -67,6 +67,26 @@ pub struct Provenance {
 /// Per role, sessions `(terminated, remaining)` after the kill.
 pub type SessionCounts = BTreeMap<String, (i64, i64)>;
 
+/// What ending sessions found on the writer and on the target's readers.
+#[derive(Debug, Default)]
+pub struct SessionsEnded {
+    /// Per role, `(terminated, remaining)`, summed over the writer and every reader reached.
+    pub counts: SessionCounts,
+    /// Readers that could not be reached, with why: their sessions of these roles may still be alive.
+    pub unreached: Vec<(String, SyncError)>,
+}
+
+impl SessionsEnded {
+    /// Add one endpoint's counts.
+    pub fn add(&mut self, counts: SessionCounts) {
+        for (role, (terminated, remaining)) in counts {
+            let sum = self.counts.entry(role).or_default();
+            sum.0 += terminated;
+            sum.1 += remaining;
+        }
+    }
+}
+
 /// One engine's kept connection to one target.
 pub trait Backend: Send {
     /// A unit of work: a transaction on PostgreSQL.
@@ -103,11 +123,13 @@ pub trait Backend: Send {
         &mut self,
         group_id: &str,
     ) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
-    /// Terminate every session of these roles and re-check until none is left (bounded).
+    /// Terminate every session of these roles and re-check until none is left (bounded), on the writer and
+    /// on every reader at once. `Err` only when the writer failed; unreachable readers are reported.
     fn terminate_sessions(
         &mut self,
+        secrets: &Secrets,
         roles: &[String],
-    ) -> impl Future<Output = Result<SessionCounts, SyncError>> + Send;
+    ) -> impl Future<Output = Result<SessionsEnded, SyncError>> + Send;
     /// Live sessions of these roles, in all.
     fn count_sessions(
         &mut self,
@@ -376,7 +398,7 @@ impl<B: Backend> TargetRunner<B> {
         if locked {
             let converged =
                 converge::<B>(unit, name, mapping, rules, &touched, &batch, &mut summary).await?;
-            self.kill_sessions(received, converged.offboarded, &mut summary)
+            self.kill_sessions(secrets, received, converged.offboarded, &mut summary)
                 .await?;
             return Ok(summary);
         }
@@ -387,7 +409,7 @@ impl<B: Backend> TargetRunner<B> {
             let converged = self
                 .converge_locked(&touched, None, &batch, &mut summary)
                 .await?;
-            self.kill_sessions(received, converged.offboarded, &mut summary)
+            self.kill_sessions(secrets, received, converged.offboarded, &mut summary)
                 .await?;
         }
         Ok(summary)
@@ -513,8 +535,16 @@ impl<B: Backend> TargetRunner<B> {
                     .collect();
                 self.backend.count_sessions(&roles).await?
             } else {
-                self.kill_sessions(&received, converged.offboarded, &mut summary)
-                    .await?;
+                // Sessions left (a reader out of reach) do not stop the run: they are audited as failed
+                // and counted, and the next run (or delivery) kills them.
+                if let Err(e) = self
+                    .kill_sessions(secrets, &received, converged.offboarded, &mut summary)
+                    .await
+                {
+                    tracing::error!(db_target = %self.name, error = %e,
+                        "sessions not all ended; the next run retries");
+                    report.failed += 1;
+                }
                 summary.sessions_terminated
             };
             report.users += summary.users;
@@ -557,10 +587,12 @@ impl<B: Backend> TargetRunner<B> {
         .await
     }
 
-    /// After commit: kill the sessions of every role that lost access and prove none is left. A failure is
-    /// audited, the other roles are still handled, and the error makes Okta retry (the retry re-converges).
+    /// After commit: kill the sessions of every role that lost access, on the writer and every reader, and
+    /// prove none is left. A failure is audited, the other roles are still handled, and the error makes the
+    /// delivery retried (the retry re-converges, and kills again wherever sessions are left).
     async fn kill_sessions(
         &mut self,
+        secrets: &Secrets,
         received: &Received,
         offboarded: Vec<Offboarded>,
         summary: &mut TargetSummary,
@@ -572,28 +604,38 @@ impl<B: Backend> TargetRunner<B> {
             .iter()
             .flat_map(|o| std::iter::once(o.role.clone()).chain(o.holders.iter().cloned()))
             .collect();
-        let killed = self.backend.terminate_sessions(&roles).await;
+        let killed = self.backend.terminate_sessions(secrets, &roles).await;
+        let unreached: Vec<String> = match &killed {
+            Ok(ended) => ended
+                .unreached
+                .iter()
+                .map(|(reader, e)| format!("reader {reader} not reached ({e})"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         let mut audit = Vec::new();
         for o in offboarded {
             let (outcome, detail) = match &killed {
-                Ok(counts) => {
+                Ok(ended) => {
                     let (terminated, remaining) = std::iter::once(&o.role)
                         .chain(&o.holders)
-                        .filter_map(|r| counts.get(r))
+                        .filter_map(|r| ended.counts.get(r))
                         .fold((0, 0), |(t, r), (t2, r2)| (t + t2, r + r2));
                     summary.sessions_terminated += terminated;
-                    if !(o.changed || terminated > 0 || remaining > 0) {
+                    if !(o.changed || terminated > 0 || remaining > 0 || !unreached.is_empty()) {
                         continue;
                     }
-                    let outcome = if remaining == 0 {
+                    let outcome = if remaining == 0 && unreached.is_empty() {
                         Outcome::Applied
                     } else {
                         Outcome::Failed
                     };
-                    (
-                        outcome,
-                        format!("{terminated} terminated, {remaining} remaining"),
-                    )
+                    let mut detail = format!("{terminated} terminated, {remaining} remaining");
+                    for u in &unreached {
+                        detail.push_str("; ");
+                        detail.push_str(u);
+                    }
+                    (outcome, detail)
                 }
                 Err(e) => (Outcome::Failed, e.to_string()),
             };
@@ -618,7 +660,14 @@ impl<B: Backend> TargetRunner<B> {
                 entry.log();
             }
         }
-        killed.map(|_| ())
+        let ended = killed?;
+        match ended.unreached.into_iter().next() {
+            // Transient: the delivery is queued, and its retry ends the sessions on that reader.
+            Some((reader, e)) => Err(SyncError::transient(format!(
+                "sessions on reader {reader} not ended: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

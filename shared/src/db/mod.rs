@@ -3,6 +3,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod readers;
 pub mod roles;
 
 use std::sync::Arc;

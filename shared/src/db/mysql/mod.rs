@@ -29,7 +29,8 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
 use crate::config::{Config, TargetConfig};
-use crate::converge::{Backend, SessionCounts, Unit};
+use crate::converge::{Backend, SessionsEnded, Unit};
+use crate::db::readers::{Reader, end_sessions_everywhere};
 use crate::db::roles::TargetRoles;
 use crate::error::SyncError;
 use crate::journal::{FactBatch, Stamp, UserFacts};
@@ -82,6 +83,7 @@ pub struct MySettings {
 pub struct MyBackend {
     settings: MySettings,
     link: Link,
+    readers: Vec<Reader<Link>>,
     bootstrapped: bool,
     /// The salt of lock names (read at bootstrap).
     lock_salt: String,
@@ -99,6 +101,7 @@ impl MyBackend {
                 roles,
             },
             link: Link::default(),
+            readers: Reader::all(cfg),
             bootstrapped: false,
             lock_salt: String::new(),
         })
@@ -218,8 +221,25 @@ impl Backend for MyBackend {
         store::group_members(&mut self.connection()?.conn, &tables, group_id).await
     }
 
-    async fn terminate_sessions(&mut self, roles: &[String]) -> Result<SessionCounts, SyncError> {
-        sessions::terminate(&mut self.connection()?.conn, roles).await
+    async fn terminate_sessions(
+        &mut self,
+        secrets: &Secrets,
+        roles: &[String],
+    ) -> Result<SessionsEnded, SyncError> {
+        let writer = &mut self
+            .link
+            .conn
+            .as_mut()
+            .ok_or_else(|| SyncError::transient("not connected"))?
+            .conn;
+        end_sessions_everywhere(
+            &self.settings.cfg.name,
+            sessions::terminate(writer, roles),
+            &mut self.readers,
+            secrets,
+            roles,
+        )
+        .await
     }
 
     async fn count_sessions(&mut self, roles: &[String]) -> Result<i64, SyncError> {

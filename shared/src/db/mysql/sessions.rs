@@ -81,3 +81,22 @@ pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, 
     }
     Ok(result)
 }
+
+impl crate::db::readers::SessionLink for super::connection::Link {
+    /// [`Link::alive`](super::connection::Link::alive) pings, so a closed connection is replaced first.
+    async fn end_sessions(
+        &mut self,
+        cfg: &crate::config::TargetConfig,
+        secrets: &crate::secrets::Secrets,
+        roles: &[String],
+    ) -> Result<SessionCounts, SyncError> {
+        if !self.alive().await {
+            self.reconnect(cfg, secrets).await?;
+        }
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| SyncError::transient("reader not connected"))?;
+        terminate(&mut conn.conn, roles).await
+    }
+}

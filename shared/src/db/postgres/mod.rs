@@ -24,7 +24,8 @@ use tokio_postgres::Transaction;
 
 use crate::audit::AuditEntry;
 use crate::config::{Config, TargetConfig};
-use crate::converge::{Backend, SessionCounts, Unit};
+use crate::converge::{Backend, SessionsEnded, Unit};
+use crate::db::readers::{Reader, end_sessions_everywhere};
 use crate::db::roles::TargetRoles;
 use crate::error::SyncError;
 use crate::journal::{FactBatch, Stamp, UserFacts};
@@ -57,6 +58,7 @@ pub struct PgSettings {
 pub struct PgBackend {
     settings: PgSettings,
     link: Link,
+    readers: Vec<Reader<Link>>,
     bootstrapped: bool,
 }
 
@@ -81,6 +83,7 @@ impl PgBackend {
                 roles,
             },
             link: Link::default(),
+            readers: Reader::all(cfg),
             bootstrapped: false,
         })
     }
@@ -224,8 +227,28 @@ impl Backend for PgBackend {
         store::okta_ids(&mut self.db()?, &statement, &[&group_id]).await
     }
 
-    async fn terminate_sessions(&mut self, roles: &[String]) -> Result<SessionCounts, SyncError> {
-        sessions::terminate(&mut self.db()?, roles).await
+    async fn terminate_sessions(
+        &mut self,
+        secrets: &Secrets,
+        roles: &[String],
+    ) -> Result<SessionsEnded, SyncError> {
+        let conn = self
+            .link
+            .conn
+            .as_mut()
+            .ok_or_else(|| SyncError::transient("not connected"))?;
+        let mut writer = store::Db {
+            client: &conn.client,
+            statements: &mut conn.statements,
+        };
+        end_sessions_everywhere(
+            &self.settings.cfg.name,
+            sessions::terminate(&mut writer, roles),
+            &mut self.readers,
+            secrets,
+            roles,
+        )
+        .await
     }
 
     async fn count_sessions(&mut self, roles: &[String]) -> Result<i64, SyncError> {

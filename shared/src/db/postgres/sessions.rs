@@ -76,3 +76,47 @@ pub async fn count_per_role(
         .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
+
+impl crate::db::readers::SessionLink for super::connection::Link {
+    async fn end_sessions(
+        &mut self,
+        cfg: &crate::config::TargetConfig,
+        secrets: &crate::secrets::Secrets,
+        roles: &[String],
+    ) -> Result<SessionCounts, SyncError> {
+        match try_end_sessions(self, cfg, secrets, roles).await {
+            Err(e) if self.closed_by(&e) => {
+                self.conn = None;
+                try_end_sessions(self, cfg, secrets, roles).await
+            }
+            result => result,
+        }
+    }
+}
+
+/// On a reader: connect if needed (preparing the one statement), then signal and poll.
+async fn try_end_sessions(
+    link: &mut super::connection::Link,
+    cfg: &crate::config::TargetConfig,
+    secrets: &crate::secrets::Secrets,
+    roles: &[String],
+) -> Result<SessionCounts, SyncError> {
+    if !link.alive().await {
+        let conn = link.reconnect(cfg, secrets).await?;
+        conn.statements
+            .prepare_all(&conn.client, &[sql::TERMINATE_SESSIONS])
+            .await?;
+    }
+    let conn = link
+        .conn
+        .as_mut()
+        .ok_or_else(|| SyncError::transient("reader not connected"))?;
+    terminate(
+        &mut Db {
+            client: &conn.client,
+            statements: &mut conn.statements,
+        },
+        roles,
+    )
+    .await
+}
