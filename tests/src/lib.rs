@@ -15,6 +15,7 @@ pub mod okta;
 pub mod okta_server;
 pub mod proxy;
 pub mod runtime;
+pub mod standby;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use tokio_postgres::config::SslMode;
 
 /// The hook secret of the samples in `events/` (and of `make demo`).
 pub const DEMO_SECRET: &str = "Bearer okta-rds-sync-demo-secret";
-const SUPERUSER_PASSWORD: &str = "superuser-test-password";
+pub(crate) const SUPERUSER_PASSWORD: &str = "superuser-test-password";
 /// Group ids used by `events/`.
 pub const READERS_GROUP: &str = "00g1abcdEFGHijkl0h8";
 pub const WRITERS_GROUP: &str = "00g2wrtrsQRSTuvw0h8";
@@ -46,7 +47,7 @@ pub struct Servers {
     pub dir: PathBuf,
     /// The server's major version (14, 15, 17, …): `PG_BIN` selects the binaries.
     pub pg_major: u32,
-    pg_bin: PathBuf,
+    pub(crate) pg_bin: PathBuf,
 }
 
 static SERVERS: OnceLock<Servers> = OnceLock::new();
@@ -64,14 +65,14 @@ pub fn free_port_for_tests() -> u16 {
     free_port()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -86,7 +87,7 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -95,7 +96,7 @@ fn is_root() -> bool {
 }
 
 /// A command run as the `postgres` user when we are root (initdb refuses root), else as ourselves.
-fn as_postgres(program: &Path) -> Command {
+pub(crate) fn as_postgres(program: &Path) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -206,7 +207,7 @@ fn make_certs(dir: &Path) -> Result<(), String> {
     ])
 }
 
-fn wait_for_port(port: u16, what: &str) -> Result<(), String> {
+pub(crate) fn wait_for_port(port: u16, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -254,7 +255,7 @@ fn start_servers() -> Result<Servers, String> {
     let conf = format!(
         "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nssl = on\n\
          ssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-         max_connections = 300\nshared_buffers = 32MB\npassword_encryption = 'scram-sha-256'\n",
+         max_connections = 300\nshared_buffers = 32MB\nwal_keep_size = '256MB'\npassword_encryption = 'scram-sha-256'\n",
         run_dir.display(),
         certs.join("server.crt").display(),
         certs.join("server.key").display()
@@ -271,7 +272,8 @@ fn start_servers() -> Result<Servers, String> {
     append("postgresql.conf", &conf, false)?;
     append(
         "pg_hba.conf",
-        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
+        "local all all trust\nlocal replication all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n\
+         hostnossl all all 127.0.0.1/32 reject\n",
         true,
     )?;
     run(as_postgres(&pg_bin.join("pg_ctl"))
@@ -362,10 +364,22 @@ impl Servers {
         user: &str,
         password: &str,
     ) -> Result<Client, tokio_postgres::Error> {
+        self.connect_to(self.pg_port, database, user, password)
+            .await
+    }
+
+    /// A password login over TLS to the server on `port` (the primary, or its standby).
+    pub async fn connect_to(
+        &self,
+        port: u16,
+        database: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
         let tls = okta_rds_sync::tls::client_config(Some(&self.ca_file)).expect("test CA");
         let mut cfg = tokio_postgres::Config::new();
         cfg.host("localhost")
-            .port(self.pg_port)
+            .port(port)
             .dbname(database)
             .user(user)
             .password(password)

@@ -16,7 +16,14 @@ pub struct CountingProxy {
 impl CountingProxy {
     /// Listen on a free local port and forward every connection to `127.0.0.1:<target>`.
     pub async fn start(target: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Self::start_on(0, target).await
+    }
+
+    /// The same on a given port (one a test first used as unreachable).
+    pub async fn start_on(port: u16, target: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let round_trips = Arc::new(AtomicU64::new(0));
         let counter = round_trips.clone();

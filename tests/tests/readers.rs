@@ -1,0 +1,143 @@
+//! Readers: sessions on a real streaming hot standby of the test cluster end with the offboarding, before
+//! the delivery is answered; an unreachable reader does not hold the writer back, and the retry finishes
+//! the job there.
+
+use lambda_http::http::StatusCode;
+use okta_hook::{HookApp, handle};
+use okta_rds_sync_tests::okta::{User, body_json, delivery, event, post};
+use okta_rds_sync_tests::proxy::CountingProxy;
+use okta_rds_sync_tests::standby::standby;
+use okta_rds_sync_tests::{
+    READERS_GROUP, TestEnv, create_queue, drain, free_port_for_tests, servers, worker,
+};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+const ADD: &str = "group.user_membership.add";
+const DEACTIVATE: &str = "user.lifecycle.deactivate";
+
+async fn send(app: &HookApp, id: &str, events: Vec<Value>) -> (StatusCode, Value) {
+    let response = handle(app, post(&delivery(id, events))).await;
+    (response.status(), body_json(&response))
+}
+
+fn reader_config(env: &TestEnv, readers: &[String], hook_extra: &str) -> String {
+    let list: Vec<String> = readers.iter().map(|r| format!("{r:?}")).collect();
+    env.config_with(hook_extra, &format!("readers = [{}]", list.join(", ")))
+}
+
+/// Onboard `u`, then hold a session as them on the primary and one on the standby.
+async fn sessions_everywhere(env: &TestEnv, app: &HookApp, u: &User) -> (Client, Client) {
+    let (status, _) = send(
+        app,
+        &format!("on-{}", u.id),
+        vec![event(ADD, Some(u), Some((READERS_GROUP, "r")), 1, "on")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let on_primary = env.open_session_as(&u.login).await;
+    standby().caught_up().await;
+    let on_standby = servers()
+        .connect_to(standby().port, &env.database, &u.login, "session-pw")
+        .await
+        .expect("session on the standby");
+    on_standby
+        .simple_query("SELECT 1")
+        .await
+        .expect("the standby session works");
+    (on_primary, on_standby)
+}
+
+async fn sessions_on_standby(env: &TestEnv, role: &str) -> i64 {
+    standby()
+        .superuser(&env.database)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_session_on_the_standby_is_gone_when_the_deactivation_is_answered() {
+    let env = TestEnv::new().await;
+    let reader = format!("localhost:{}", standby().port);
+    let app = env.app_from(&reader_config(&env, &[reader], "")).await;
+    let u = User::new("00uREADER0001", &env.login("jane"));
+    let (on_primary, on_standby) = sessions_everywhere(&env, &app, &u).await;
+    assert_eq!(sessions_on_standby(&env, &u.login).await, 1);
+
+    let (status, body) = send(
+        &app,
+        "off",
+        vec![event(DEACTIVATE, Some(&u), None, 2, "off")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["targets"][0]["sessions_terminated"], 2, "{body}");
+    assert_eq!(sessions_on_standby(&env, &u.login).await, 0);
+    assert!(on_standby.simple_query("SELECT 1").await.is_err());
+    assert!(on_primary.simple_query("SELECT 1").await.is_err());
+    let audit = env.audit().await;
+    let kill = audit
+        .iter()
+        .find(|a| a.action == "terminate_sessions")
+        .expect("audited");
+    assert_eq!(
+        (kill.outcome.as_str(), kill.detail.as_str()),
+        ("applied", "2 terminated, 0 remaining")
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_reader_queues_the_delivery_and_the_retry_ends_its_sessions() {
+    let env = TestEnv::new().await;
+    let queue = create_queue(&format!("{}-retry", env.prefix)).await;
+    let port = free_port_for_tests();
+    let toml = reader_config(
+        &env,
+        &[format!("localhost:{port}")],
+        &format!("retry_queue_url = \"{queue}\""),
+    );
+    let direct = reader_config(&env, &[format!("localhost:{}", standby().port)], "");
+    let u = User::new("00uREADER0002", &env.login("joe"));
+    let (on_primary, on_standby) =
+        sessions_everywhere(&env, &env.app_from(&direct).await, &u).await;
+
+    let app = env.app_from(&toml).await;
+    let (status, body) = send(
+        &app,
+        "off",
+        vec![event(DEACTIVATE, Some(&u), None, 2, "off")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["queued"], true, "{body}");
+    // The writer did its part at once: the login is disabled and its session is gone.
+    assert!(on_primary.simple_query("SELECT 1").await.is_err());
+    assert!(!env.role(&u.login).await.expect("role").can_login);
+    let audit = env.audit().await;
+    let kill = audit
+        .iter()
+        .find(|a| a.action == "terminate_sessions")
+        .expect("audited");
+    assert_eq!(kill.outcome, "failed");
+    let detail = &kill.detail;
+    assert!(
+        detail.contains(&format!("reader localhost:{port} not reached")),
+        "{detail}"
+    );
+    // The standby's session lives on until the reader is reachable and the queued delivery retried.
+    on_standby
+        .simple_query("SELECT 1")
+        .await
+        .expect("still alive");
+    let _proxy = CountingProxy::start_on(port, standby().port).await;
+    let drained = drain(&worker(&toml).await, &queue).await;
+    assert_eq!((drained.received, drained.failed), (1, 0));
+    assert_eq!(sessions_on_standby(&env, &u.login).await, 0);
+    assert!(on_standby.simple_query("SELECT 1").await.is_err());
+}
