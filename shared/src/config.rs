@@ -147,6 +147,13 @@ pub struct TargetConfig {
     /// too, in parallel with the writer.
     #[serde(default)]
     pub readers: Vec<String>,
+    /// Also find the readers through the RDS API (the writer instance's read replicas, or its Aurora
+    /// cluster's reader instances), cached for a few minutes.
+    #[serde(default)]
+    pub discover_readers: bool,
+    /// The instance or cluster `discover_readers` asks about, when the host is not its RDS endpoint (a
+    /// custom DNS name, RDS Proxy, a tunnel).
+    pub rds_identifier: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -458,6 +465,16 @@ impl Config {
                         format!("{reader:?} is the writer or another reader"),
                     ));
                 }
+            }
+            if t.rds_identifier.is_some() && !t.discover_readers {
+                return Err(invalid(
+                    key("rds_identifier"),
+                    "is only used with discover_readers = true",
+                ));
+            }
+            if t.discover_readers {
+                crate::db::discovery::Source::for_target(t)
+                    .map_err(|why| invalid(key("discover_readers"), why))?;
             }
             if !(1..=5000).contains(&t.users_per_transaction) {
                 return Err(invalid(

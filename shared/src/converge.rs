@@ -256,6 +256,11 @@ impl<B: Backend> TargetRunner<B> {
         &self.name
     }
 
+    /// A working, bootstrapped connection, made now.
+    pub async fn ready(&mut self, secrets: &Secrets) -> Result<(), SyncError> {
+        self.backend.ready(secrets).await
+    }
+
     /// The engine's connection (for tests and diagnostics).
     pub fn backend(&mut self) -> &mut B {
         &mut self.backend

@@ -47,10 +47,16 @@ impl DeliveryReport {
 
 impl Engine {
     /// An engine that gives all targets together `hook.budget_ms` per delivery (the hook's budget).
-    pub fn new(config: &Config, secrets: Secrets) -> Result<Self, SyncError> {
+    /// `aws` reaches the AWS APIs a target may need besides Secrets Manager (RDS, to discover readers).
+    pub fn new(
+        config: &Config,
+        secrets: Secrets,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, SyncError> {
         Self::with_budget(
             config,
             secrets,
+            aws,
             Duration::from_millis(config.hook.budget_ms),
         )
     }
@@ -59,12 +65,13 @@ impl Engine {
     pub fn with_budget(
         config: &Config,
         secrets: Secrets,
+        aws: &aws_config::SdkConfig,
         budget: Duration,
     ) -> Result<Self, SyncError> {
         let targets = config
             .targets
             .iter()
-            .map(|t| Target::new(t, config).map(Mutex::new))
+            .map(|t| Target::new(t, config, aws).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             secrets,
@@ -98,6 +105,21 @@ impl Engine {
     }
 
     /// Apply a verified delivery to every target, all within the engine's time budget.
+    /// Connect to every target at once and bootstrap it, before any delivery needs it (started at cold
+    /// start, beside the runtime's first poll). A target that fails is left for the first delivery, which
+    /// tries again and reports the error.
+    pub async fn warm_up(&self) {
+        let secrets = &self.secrets;
+        futures_util::future::join_all(self.targets.iter().map(|target| async move {
+            let mut target = target.lock().await;
+            if let Err(e) = target.ready(secrets).await {
+                tracing::warn!(db_target = %target.name(), error = %e,
+                    "warm-up: not connected yet; the first delivery tries again");
+            }
+        }))
+        .await;
+    }
+
     pub async fn apply(&self, delivery: &Delivery, received: &Received) -> DeliveryReport {
         self.apply_within(delivery, received, self.budget).await
     }

@@ -895,10 +895,10 @@ pub async fn drain(worker: &retry_worker::Worker, queue_url: &str) -> Drained {
 /// The retry worker for a config.
 pub async fn worker(toml: &str) -> retry_worker::Worker {
     let config = Config::parse(toml, Path::new("test.toml")).expect("valid test config");
+    let sdk = sdk_config().await;
     let secrets =
-        okta_rds_sync::secrets::Secrets::new(&sdk_config().await, Duration::from_secs(300))
-            .expect("secrets");
-    retry_worker::Worker::new(&config, secrets, Duration::from_secs(10)).expect("worker")
+        okta_rds_sync::secrets::Secrets::new(&sdk, Duration::from_secs(300)).expect("secrets");
+    retry_worker::Worker::new(&config, secrets, &sdk, Duration::from_secs(10)).expect("worker")
 }
 
 /// What the hook does before queueing: seal a delivery with the hook secret of the tests.
@@ -919,10 +919,10 @@ pub fn sealed(
 /// An engine with the retry worker's budget (for the reconcile, which has no Okta waiting on it).
 pub async fn worker_engine(toml: &str) -> okta_rds_sync::engine::Engine {
     let config = Config::parse(toml, Path::new("test.toml")).expect("valid test config");
+    let sdk = sdk_config().await;
     let secrets =
-        okta_rds_sync::secrets::Secrets::new(&sdk_config().await, Duration::from_secs(300))
-            .expect("secrets");
-    okta_rds_sync::engine::Engine::with_budget(&config, secrets, Duration::from_secs(10))
+        okta_rds_sync::secrets::Secrets::new(&sdk, Duration::from_secs(300)).expect("secrets");
+    okta_rds_sync::engine::Engine::with_budget(&config, secrets, &sdk, Duration::from_secs(10))
         .expect("engine")
 }
 

@@ -1014,7 +1014,8 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
         std::time::Duration::from_secs(60),
     )
     .unwrap();
-    let mut pg = okta_rds_sync::db::postgres::PgBackend::new(&config.targets[0], &config).unwrap();
+    let mut pg =
+        okta_rds_sync::db::postgres::PgBackend::new(&config.targets[0], &config, None).unwrap();
     pg.ready(&secrets).await.unwrap();
     assert_eq!(pg.show("search_path").await.unwrap(), "pg_catalog,pg_temp");
     assert_eq!(pg.show("statement_timeout").await.unwrap(), "10s");

@@ -141,3 +141,143 @@ async fn an_unreachable_reader_queues_the_delivery_and_the_retry_ends_its_sessio
     assert_eq!(sessions_on_standby(&env, &u.login).await, 0);
     assert!(on_standby.simple_query("SELECT 1").await.is_err());
 }
+
+/// An instance with two read replicas, and an Aurora cluster with a writer and a reader, in moto's RDS.
+async fn rds_fleet(prefix: &str) -> aws_sdk_rds::Client {
+    let rds = aws_sdk_rds::Client::new(&okta_rds_sync_tests::sdk_config().await);
+    rds.create_db_instance()
+        .db_instance_identifier(format!("{prefix}-primary"))
+        .engine("postgres")
+        .db_instance_class("db.t4g.micro")
+        .allocated_storage(20)
+        .master_username("postgres")
+        .master_user_password("not-used-here")
+        .send()
+        .await
+        .expect("primary");
+    for i in 1..=2 {
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier(format!("{prefix}-replica-{i}"))
+            .source_db_instance_identifier(format!("{prefix}-primary"))
+            .send()
+            .await
+            .expect("replica");
+    }
+    rds.create_db_cluster()
+        .db_cluster_identifier(format!("{prefix}-aurora"))
+        .engine("aurora-postgresql")
+        .master_username("postgres")
+        .master_user_password("not-used-here")
+        .send()
+        .await
+        .expect("cluster");
+    for role in ["writer", "reader"] {
+        rds.create_db_instance()
+            .db_instance_identifier(format!("{prefix}-aurora-{role}"))
+            .db_cluster_identifier(format!("{prefix}-aurora"))
+            .engine("aurora-postgresql")
+            .db_instance_class("db.r6g.large")
+            .send()
+            .await
+            .expect("cluster instance");
+    }
+    rds
+}
+
+async fn endpoint_of(rds: &aws_sdk_rds::Client, id: &str) -> (String, u16) {
+    let out = rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .expect("describe");
+    let e = out.db_instances()[0].endpoint().expect("endpoint");
+    (
+        e.address().expect("address").to_owned(),
+        u16::try_from(e.port().expect("port")).expect("port"),
+    )
+}
+
+#[tokio::test]
+async fn discovery_finds_an_instances_replicas_and_a_clusters_readers_through_the_rds_api() {
+    use okta_rds_sync::db::discovery::{Discovery, Source};
+    let rds = rds_fleet("disc").await;
+    let replicas = {
+        let mut r = vec![
+            endpoint_of(&rds, "disc-replica-1").await,
+            endpoint_of(&rds, "disc-replica-2").await,
+        ];
+        r.sort();
+        r
+    };
+    let reader = vec![endpoint_of(&rds, "disc-aurora-reader").await];
+    for (source, expected) in [
+        (Source::Instance("disc-primary".into()), &replicas),
+        (Source::Either("disc-primary".into()), &replicas),
+        (Source::Cluster("disc-aurora".into()), &reader),
+        (Source::Either("disc-aurora".into()), &reader),
+    ] {
+        let mut discovery = Discovery::new(rds.clone(), source.clone());
+        assert_eq!(
+            &discovery.readers().await.expect("discovered"),
+            expected,
+            "{source:?}"
+        );
+    }
+    // An answer is cached: a replica added now shows up after the TTL, not before.
+    let mut discovery = Discovery::new(rds.clone(), Source::Instance("disc-primary".into()));
+    discovery.readers().await.expect("first");
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("disc-replica-3")
+        .source_db_instance_identifier("disc-primary")
+        .send()
+        .await
+        .expect("replica 3");
+    assert_eq!(discovery.readers().await.expect("cached"), replicas);
+    let unknown = Discovery::new(rds.clone(), Source::Cluster("nope".into()))
+        .readers()
+        .await;
+    assert!(unknown.is_err());
+}
+
+#[tokio::test]
+async fn discovered_readers_are_tried_on_offboarding_and_one_out_of_reach_queues_the_delivery() {
+    let env = TestEnv::new().await;
+    let rds = rds_fleet("hook").await;
+    let (replica_host, replica_port) = endpoint_of(&rds, "hook-replica-1").await;
+    let queue = create_queue(&format!("{}-retry", env.prefix)).await;
+    let toml = env.config_with(
+        &format!("retry_queue_url = \"{queue}\""),
+        "discover_readers = true\nrds_identifier = \"hook-primary\"\nconnect_timeout_ms = 500",
+    );
+    let app = env.app_from(&toml).await;
+    let u = User::new("00uREADER0003", &env.login("ann"));
+    send(
+        &app,
+        "on",
+        vec![event(ADD, Some(&u), Some((READERS_GROUP, "r")), 1, "on")],
+    )
+    .await;
+    let (status, body) = send(
+        &app,
+        "off",
+        vec![event(DEACTIVATE, Some(&u), None, 2, "off")],
+    )
+    .await;
+    assert_eq!(
+        (status, &body["queued"]),
+        (StatusCode::OK, &Value::Bool(true)),
+        "{body}"
+    );
+    let audit = env.audit().await;
+    let kill = audit
+        .iter()
+        .find(|a| a.action == "terminate_sessions")
+        .expect("audited");
+    assert!(
+        kill.detail
+            .contains(&format!("reader {replica_host}:{replica_port} not reached")),
+        "{}",
+        kill.detail
+    );
+}

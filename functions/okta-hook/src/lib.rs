@@ -51,7 +51,7 @@ impl HookApp {
     pub fn new(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, String> {
         let ttl = Duration::from_secs(config.hook.secret_ttl_seconds);
         let secrets = Secrets::new(sdk, ttl).map_err(|e| e.to_string())?;
-        let engine = Engine::new(config, secrets).map_err(|e| e.to_string())?;
+        let engine = Engine::new(config, secrets, sdk).map_err(|e| e.to_string())?;
         let header = HeaderName::from_bytes(config.hook.header.to_ascii_lowercase().as_bytes())
             .map_err(|_| "config: hook.header: must be a valid HTTP header name".to_owned())?;
         Ok(Self {
@@ -82,6 +82,16 @@ impl HookApp {
         }
         *last = Some(Instant::now());
         Ok(self.hook_secret(true).await?.accepts(presented))
+    }
+
+    /// Fetch the hook secret and connect to every target now, so the first delivery after a cold start
+    /// finds both ready. Spawned at start-up beside the runtime's first poll; failures are logged and left
+    /// to the first delivery, which tries again.
+    pub async fn warm_up(&self) {
+        let (secret, ()) = tokio::join!(self.hook_secret(false), self.engine.warm_up());
+        if let Err(e) = secret {
+            tracing::warn!(error = %e, "warm-up: hook secret not read yet");
+        }
     }
 
     async fn hook_secret(&self, refresh: bool) -> Result<HookSecret, String> {

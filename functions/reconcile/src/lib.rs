@@ -65,7 +65,8 @@ impl ReconcileApp {
             OktaCredentials::parse(&secrets.get(&arn, false).await.map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{arn}: {e}"))?;
         let okta = OktaClient::new(&org, &creds, &config.okta.scopes).map_err(|e| e.to_string())?;
-        let engine = Engine::with_budget(&config, secrets, BUDGET).map_err(|e| e.to_string())?;
+        let engine =
+            Engine::with_budget(&config, secrets, sdk, BUDGET).map_err(|e| e.to_string())?;
         Ok(Self {
             config,
             engine,

@@ -56,10 +56,11 @@ impl Worker {
     pub fn new(
         config: &Config,
         secrets: Secrets,
+        aws: &aws_config::SdkConfig,
         message_budget: Duration,
     ) -> Result<Self, String> {
         Ok(Self {
-            engine: Engine::with_budget(config, secrets, message_budget)
+            engine: Engine::with_budget(config, secrets, aws, message_budget)
                 .map_err(|e| e.to_string())?,
             hook_secret_arn: config.hook.secret_arn.clone(),
             message_budget,

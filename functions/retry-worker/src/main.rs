@@ -11,7 +11,7 @@ use retry_worker::Worker;
 async fn main() -> Result<(), Error> {
     let (config, sdk) = okta_rds_sync::startup::start().await?;
     let secrets = Secrets::new(&sdk, Duration::from_secs(config.hook.secret_ttl_seconds))?;
-    let worker = Worker::new(&config, secrets, Worker::message_budget_from_env())?;
+    let worker = Worker::new(&config, secrets, &sdk, Worker::message_budget_from_env())?;
     let worker = &worker;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {

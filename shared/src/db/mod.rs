@@ -1,6 +1,7 @@
 //! Database engines behind the pipeline of [`crate::converge`]: one folder per engine, each implementing
 //! its `Backend` and `Unit` traits. The [`Target`] enum is the only place that dispatches between them.
 
+pub mod discovery;
 pub mod mysql;
 pub mod postgres;
 pub mod readers;
@@ -36,23 +37,40 @@ macro_rules! dispatch {
 }
 
 impl Target {
-    pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
+    /// `aws` reaches the RDS API when the target discovers its readers.
+    pub fn new(
+        cfg: &TargetConfig,
+        config: &Config,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, SyncError> {
+        let discovery = match cfg.discover_readers {
+            true => Some(discovery::Discovery::new(
+                aws_sdk_rds::Client::new(aws),
+                discovery::Source::for_target(cfg).map_err(SyncError::permanent)?,
+            )),
+            false => None,
+        };
         match cfg.engine {
             Engine::Postgres => Ok(Target::Postgres(TargetRunner::new(
                 cfg,
                 config,
-                postgres::PgBackend::new(cfg, config)?,
+                postgres::PgBackend::new(cfg, config, discovery)?,
             ))),
             Engine::Mysql => Ok(Target::Mysql(TargetRunner::new(
                 cfg,
                 config,
-                mysql::MyBackend::new(cfg, config)?,
+                mysql::MyBackend::new(cfg, config, discovery)?,
             ))),
         }
     }
 
     pub fn name(&self) -> &str {
         dispatch!(self, t => t.name())
+    }
+
+    /// Connect and bootstrap now (a warm-up at cold start), so the first delivery finds the connection made.
+    pub async fn ready(&mut self, secrets: &Secrets) -> Result<(), SyncError> {
+        dispatch!(self, t => t.ready(secrets).await)
     }
 
     pub async fn reconcile(

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use crate::config::TargetConfig;
 use crate::converge::{SessionCounts, SessionsEnded};
+use crate::db::discovery::Discovery;
 use crate::error::SyncError;
 use crate::secrets::Secrets;
 
@@ -76,31 +77,96 @@ impl<L: SessionLink> Reader<L> {
     }
 }
 
+/// A target's readers: the configured ones, and those the RDS API names (`discover_readers`).
+#[derive(Debug)]
+pub struct Readers<L> {
+    target: TargetConfig,
+    list: Vec<Reader<L>>,
+    discovery: Option<Discovery>,
+}
+
+impl<L: SessionLink> Readers<L> {
+    pub fn new(target: &TargetConfig, discovery: Option<Discovery>) -> Self {
+        Self {
+            target: target.clone(),
+            list: Reader::all(target),
+            discovery,
+        }
+    }
+
+    /// With discovery, bring the list up to date: readers that appeared are added, those gone dropped,
+    /// and the kept connections of the others stay.
+    async fn refresh(&mut self) -> Result<(), SyncError> {
+        let Some(discovery) = &mut self.discovery else {
+            return Ok(());
+        };
+        let mut wanted = self.target.reader_endpoints();
+        for endpoint in discovery.readers().await? {
+            if !wanted.contains(&endpoint) {
+                wanted.push(endpoint);
+            }
+        }
+        let mut kept: Vec<Reader<L>> = Vec::with_capacity(wanted.len());
+        for (host, port) in wanted {
+            match self
+                .list
+                .iter()
+                .position(|r| r.cfg.host == host && r.cfg.port() == port)
+            {
+                Some(i) => kept.push(self.list.swap_remove(i)),
+                None => kept.push(Reader::new(&self.target, host, port)),
+            }
+        }
+        self.list = kept;
+        Ok(())
+    }
+
+    /// `host:port` of each reader known now.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.list.iter().map(Reader::endpoint).collect()
+    }
+}
+
 /// End the sessions of `roles` on the writer (`writer`, the engine's own kill) and on every reader, all at
-/// once. `Err` only if the writer failed; a reader that failed is reported in
-/// [`SessionsEnded::unreached`] (and logged).
+/// once. `Err` only if the writer failed; a reader that failed (or a discovery that found none to try) is
+/// reported in [`SessionsEnded::unreached`] and logged.
 pub async fn end_sessions_everywhere<L: SessionLink>(
     target: &str,
     writer: impl Future<Output = Result<SessionCounts, SyncError>>,
-    readers: &mut [Reader<L>],
+    readers: &mut Readers<L>,
     secrets: &Secrets,
     roles: &[String],
 ) -> Result<SessionsEnded, SyncError> {
-    let on_readers = futures_util::future::join_all(
-        readers
-            .iter_mut()
-            .map(|reader| reader.end_sessions(secrets, roles)),
-    );
+    let on_readers = async {
+        let discovered = readers.refresh().await;
+        let results = futures_util::future::join_all(
+            readers
+                .list
+                .iter_mut()
+                .map(|reader| reader.end_sessions(secrets, roles)),
+        )
+        .await;
+        let mut outcomes: Vec<(String, Result<SessionCounts, SyncError>)> = readers
+            .list
+            .iter()
+            .map(|r| r.endpoint.clone())
+            .zip(results)
+            .collect();
+        if let Err(e) = discovered {
+            outcomes.push(("(discovery)".to_owned(), Err(e)));
+        }
+        outcomes
+    };
     let (writer, on_readers) = futures_util::future::join(writer, on_readers).await;
     let mut ended = SessionsEnded::default();
     ended.add(writer?);
-    for (reader, result) in readers.iter().zip(on_readers) {
+    for (reader, result) in on_readers {
         match result {
             Ok(counts) => ended.add(counts),
             Err(e) => {
-                tracing::warn!(db_target = %target, reader = %reader.endpoint, error = %e,
+                tracing::warn!(db_target = %target, %reader, error = %e,
                     "sessions on a reader not ended");
-                ended.unreached.push((reader.endpoint.clone(), e));
+                ended.unreached.push((reader, e));
             }
         }
     }

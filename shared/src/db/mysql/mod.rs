@@ -30,7 +30,8 @@ use sha2::{Digest, Sha256};
 use crate::audit::AuditEntry;
 use crate::config::{Config, TargetConfig};
 use crate::converge::{Backend, SessionsEnded, Unit};
-use crate::db::readers::{Reader, end_sessions_everywhere};
+use crate::db::discovery::Discovery;
+use crate::db::readers::{Readers, end_sessions_everywhere};
 use crate::db::roles::TargetRoles;
 use crate::error::SyncError;
 use crate::journal::{FactBatch, Stamp, UserFacts};
@@ -83,14 +84,18 @@ pub struct MySettings {
 pub struct MyBackend {
     settings: MySettings,
     link: Link,
-    readers: Vec<Reader<Link>>,
+    readers: Readers<Link>,
     bootstrapped: bool,
     /// The salt of lock names (read at bootstrap).
     lock_salt: String,
 }
 
 impl MyBackend {
-    pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
+    pub fn new(
+        cfg: &TargetConfig,
+        config: &Config,
+        discovery: Option<Discovery>,
+    ) -> Result<Self, SyncError> {
         let tables = store::Tables::new(&cfg.state_schema)
             .map_err(|e| SyncError::permanent(format!("state_schema: {e}")))?;
         let roles = TargetRoles::new(cfg, config, SYSTEM_ACCOUNTS, &[&cfg.marker_role]);
@@ -101,7 +106,7 @@ impl MyBackend {
                 roles,
             },
             link: Link::default(),
-            readers: Reader::all(cfg),
+            readers: Readers::new(cfg, discovery),
             bootstrapped: false,
             lock_salt: String::new(),
         })

@@ -25,7 +25,8 @@ use tokio_postgres::Transaction;
 use crate::audit::AuditEntry;
 use crate::config::{Config, TargetConfig};
 use crate::converge::{Backend, SessionsEnded, Unit};
-use crate::db::readers::{Reader, end_sessions_everywhere};
+use crate::db::discovery::Discovery;
+use crate::db::readers::{Readers, end_sessions_everywhere};
 use crate::db::roles::TargetRoles;
 use crate::error::SyncError;
 use crate::journal::{FactBatch, Stamp, UserFacts};
@@ -58,7 +59,7 @@ pub struct PgSettings {
 pub struct PgBackend {
     settings: PgSettings,
     link: Link,
-    readers: Vec<Reader<Link>>,
+    readers: Readers<Link>,
     bootstrapped: bool,
 }
 
@@ -72,7 +73,11 @@ impl std::fmt::Debug for PgBackend {
 }
 
 impl PgBackend {
-    pub fn new(cfg: &TargetConfig, config: &Config) -> Result<Self, SyncError> {
+    pub fn new(
+        cfg: &TargetConfig,
+        config: &Config,
+        discovery: Option<Discovery>,
+    ) -> Result<Self, SyncError> {
         let state = sql::StateSql::new(&cfg.state_schema)
             .map_err(|e| SyncError::permanent(format!("state_schema: {e}")))?;
         let roles = TargetRoles::new(cfg, config, RDS_ROLES, &[cfg.iam_role(), &cfg.marker_role]);
@@ -83,7 +88,7 @@ impl PgBackend {
                 roles,
             },
             link: Link::default(),
-            readers: Reader::all(cfg),
+            readers: Readers::new(cfg, discovery),
             bootstrapped: false,
         })
     }
