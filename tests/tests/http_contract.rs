@@ -8,6 +8,54 @@ use okta_rds_sync_tests::okta::{
 };
 use okta_rds_sync_tests::{DEMO_SECRET, READERS_GROUP, TestEnv, set};
 
+/// The warm-up that `main` spawns at cold start connects as the master and bootstraps the target before
+/// any delivery arrives.
+#[tokio::test]
+async fn the_warm_up_connects_and_bootstraps_before_the_first_delivery() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let master_sessions = || async {
+        env.superuser()
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'okta-rds-sync'",
+                &[&env.master],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+    };
+    assert_eq!(master_sessions().await, 0);
+    app.warm_up().await;
+    assert_eq!(master_sessions().await, 1);
+    let schema: Option<String> = env
+        .superuser()
+        .await
+        .query_one("SELECT to_regnamespace('okta_rds_sync')::text", &[])
+        .await
+        .expect("schema")
+        .get(0);
+    assert_eq!(schema.as_deref(), Some("okta_rds_sync"));
+    // The first delivery uses that connection: still one session.
+    let u = User::new("00uWARMUP0001", &env.login("warm"));
+    let response = handle(
+        &app,
+        post(&delivery(
+            "d1",
+            vec![event(
+                "group.user_membership.add",
+                Some(&u),
+                Some((READERS_GROUP, "r")),
+                1,
+                "a",
+            )],
+        )),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(master_sessions().await, 1);
+}
+
 #[tokio::test]
 async fn verification_challenge_is_echoed_in_json() {
     let env = TestEnv::new().await;
