@@ -200,11 +200,20 @@ pub async fn heal_master<C: tokio_postgres::GenericClient>(
         .query(sql::MASTER_IN_MARKED_ROLES, &[&settings.cfg.marker_role])
         .await
         .map_err(pg("master memberships"))?;
-    for row in rows {
-        let role: String = row.get(0);
+    let roles: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    revoke_from_master(c, settings, &roles).await
+}
+
+/// Revoke the master's memberships in these marked roles (see [`heal_master`]), each alarmed.
+pub async fn revoke_from_master<C: tokio_postgres::GenericClient>(
+    c: &C,
+    settings: &PgSettings,
+    roles: &[String],
+) -> Result<(), SyncError> {
+    for role in roles {
         let revoke = format!(
             "REVOKE {} FROM SESSION_USER",
-            sql::quote_ident(&role).map_err(|e| SyncError::permanent(e.to_string()))?
+            sql::quote_ident(role).map_err(|e| SyncError::permanent(e.to_string()))?
         );
         let result = c.batch_execute(&revoke).await;
         tracing::error!(

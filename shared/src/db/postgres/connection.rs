@@ -130,19 +130,26 @@ pub async fn connect(
         }
     });
     let server_version: i32 = client
-        .query_one(sql::SERVER_VERSION, &[])
+        .query_typed_one(sql::SERVER_VERSION, &[])
         .await
         .map_err(pg("server version"))?
         .get(0);
-    client
-        .batch_execute(&sql::session_reset(server_version))
+    // The reset, then who the session runs as: one round trip.
+    let reset_then_check = format!(
+        "{}; {}",
+        sql::session_reset(server_version),
+        sql::SESSION_IS_MASTER
+    );
+    let as_master = client
+        .simple_query(&reset_then_check)
         .await
-        .map_err(pg("session settings"))?;
-    let as_master: bool = client
-        .query_one(sql::SESSION_IS_MASTER, &[])
-        .await
-        .map_err(pg("session user"))?
-        .get(0);
+        .map_err(pg("session settings"))?
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "t"),
+            _ => None,
+        })
+        .unwrap_or(false);
     if !as_master {
         return Err(SyncError::permanent(format!(
             "target {}: the session does not run as the master user; refusing to continue",
