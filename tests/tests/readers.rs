@@ -36,11 +36,23 @@ async fn sessions_everywhere(env: &TestEnv, app: &HookApp, u: &User) -> (Client,
     .await;
     assert_eq!(status, StatusCode::OK);
     let on_primary = env.open_session_as(&u.login).await;
-    standby().caught_up().await;
-    let on_standby = servers()
-        .connect_to(standby().port, &env.database, &u.login, "session-pw")
-        .await
-        .expect("session on the standby");
+    // The password reaches the standby by replication: wait for it (bounded).
+    let mut tries = 0;
+    let on_standby = loop {
+        standby().caught_up().await;
+        match servers()
+            .connect_to(standby().port, &env.database, &u.login, "session-pw")
+            .await
+        {
+            Ok(client) => break client,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("standby login not ready yet: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("session on the standby: {e}"),
+        }
+    };
     on_standby
         .simple_query("SELECT 1")
         .await
