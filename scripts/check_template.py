@@ -19,6 +19,17 @@ ALLOWED_ACTIONS = {
     "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 }
+# discover_readers: read-only, in this account and region, and only when the DiscoverReaders parameter asks for it.
+RDS_DESCRIBE = {"rds:DescribeDBInstances", "rds:DescribeDBClusters"}
+ALLOWED_ACTIONS |= RDS_DESCRIBE
+RDS_DESCRIBE_RESOURCE = re.compile(
+    r"^arn:\$\{AWS::Partition\}:rds:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(db|cluster):\*$")
+# People's rds-db:connect: one database user, named by the principal tag Username, on a listed database.
+TAG_VARIABLE = "${aws:PrincipalTag/Username}"
+PERSON_ACTIONS = {"rds-db:connect"} | RDS_DESCRIBE
+DBUSER_RESOURCE = re.compile(
+    r"^arn:\$\{AWS::Partition\}:rds-db:\$\{AWS::Region\}:\$\{AWS::AccountId\}:dbuser:"
+    r"(\$\{Id\}|(db|cluster)-[A-Z0-9]+)/" + re.escape(TAG_VARIABLE) + "$")
 # The secrets each function may read: nothing else.
 SECRETS_OF = {
     "OktaHookFunction": {"HookSecretArn", "MasterSecretArns", "OktaApiSecretArn"},
@@ -77,6 +88,116 @@ def resolve(value, truth):
         if value.get("Ref") == "AWS::NoValue":
             return None
     return value
+
+
+def sub_text(value):
+    """The text of a resource ARN: a plain string, or the template of Fn::Sub with its escapes (${!x})
+    undone; None for anything else. An unescaped ${aws:...} inside Fn::Sub (which CloudFormation would
+    try to resolve, and fail) is returned as None too."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        sub = value["Fn::Sub"]
+        template = sub if isinstance(sub, str) else sub[0]
+        if not isinstance(template, str) or "${aws:" in template:
+            return None
+        return template.replace("${!", "${")
+    return None
+
+
+def condition_refs(t, name, seen=None):
+    """Every parameter a condition depends on, through the conditions it names."""
+    seen = set() if seen is None else seen
+    if name in seen:
+        return set()
+    seen.add(name)
+    cond = t.get("Conditions", {}).get(name)
+    out = refs(cond)
+    for k, v in walk(cond):
+        if k == "Condition" and isinstance(v, str):
+            out |= condition_refs(t, v, seen)
+    return out
+
+
+def rds_describe_problems(t, name, policies):
+    """A function's rds:Describe* statements: read-only, this account and region, DiscoverReaders only."""
+    problems = []
+    for policy in policies or []:
+        cond = policy["Fn::If"][0] if isinstance(policy, dict) and "Fn::If" in policy else None
+        for p in branches(policy):
+            if not isinstance(p, dict):
+                continue
+            for s in p.get("Statement", []):
+                for st in branches(s):
+                    actions = set(as_list(st.get("Action")))
+                    if not any(str(a).startswith("rds:") for a in actions):
+                        continue
+                    if cond is None or "DiscoverReaders" not in condition_refs(t, cond):
+                        problems.append(f"{name}: rds:Describe* only when the DiscoverReaders parameter is true")
+                    if not actions <= RDS_DESCRIBE:
+                        problems.append(f"{name}: only read-only rds:Describe* actions may be allowed")
+                    texts = [sub_text(r) for r in as_list(st.get("Resource"))]
+                    if not texts or not all(x and RDS_DESCRIBE_RESOURCE.match(x) for x in texts):
+                        problems.append(f"{name}: rds:Describe* only on this account's and region's db:* and cluster:*")
+    return problems
+
+
+def person_policy_problems(t):
+    """The permission set and the managed policy people connect with: rds-db:connect only as the user
+    named by the principal tag, on listed databases, with the tag required; describe actions read-only."""
+    problems = []
+    res = t.get("Resources", {})
+    docs = []
+    for n, r in res.items():
+        p = r.get("Properties", {})
+        if r.get("Type") == "AWS::SSO::PermissionSet" and p.get("InlinePolicy") is not None:
+            docs.append((n, p["InlinePolicy"]))
+        elif r.get("Type") == "AWS::IAM::ManagedPolicy":
+            docs.append((n, p.get("PolicyDocument")))
+    for n, doc in docs:
+        if not isinstance(doc, dict):
+            problems.append(f"{n}: the policy must be a document in the template, not text")
+            continue
+        connects = 0
+        for s in doc.get("Statement", []):
+            actions = [str(a) for a in as_list(s.get("Action"))]
+            if "NotAction" in s or "NotResource" in s:
+                problems.append(f"{n}: NotAction / NotResource are not allowed")
+            if s.get("Effect") != "Allow":
+                continue
+            for a in actions:
+                if "*" in a:
+                    problems.append(f"{n}: wildcard action {a!r} (rds-db:* or rds:*)")
+                elif a not in PERSON_ACTIONS:
+                    problems.append(f"{n}: action {a!r} is not allowed (rds-db:connect and read-only describe only)")
+            if "rds-db:connect" in actions:
+                connects += 1
+                if set(actions) != {"rds-db:connect"}:
+                    problems.append(f"{n}: rds-db:connect must be a statement of its own")
+                resources = as_list(s.get("Resource"))
+                if not resources:
+                    problems.append(f"{n}: rds-db:connect without a Resource")
+                for r in resources:
+                    text = sub_text(r)
+                    if text is None:
+                        problems.append(f"{n}: rds-db:connect resource is not an ARN string (or ${{aws:...}} is not escaped as ${{!aws:...}} in Fn::Sub)")
+                        continue
+                    if "*" in json.dumps(r) or text.endswith("/*"):
+                        problems.append(f"{n}: rds-db:connect on a wildcard database or user: {text}")
+                    if TAG_VARIABLE not in text:
+                        problems.append(f"{n}: rds-db:connect resource must name the user by {TAG_VARIABLE}: {text}")
+                    if not DBUSER_RESOURCE.match(text):
+                        problems.append(f"{n}: rds-db:connect resource must be dbuser:<resource id>/{TAG_VARIABLE} in this account and region: {text}")
+                null = ((s.get("Condition") or {}).get("Null") or {}).get("aws:PrincipalTag/Username")
+                if null not in ("false", False):
+                    problems.append(f"{n}: rds-db:connect must require the Username principal tag (Null: false)")
+            elif set(actions) & RDS_DESCRIBE:
+                texts = [sub_text(r) for r in as_list(s.get("Resource"))]
+                if not texts or not all(x and RDS_DESCRIBE_RESOURCE.match(x) for x in texts):
+                    problems.append(f"{n}: describe actions only on this account's and region's db:* and cluster:*")
+        if connects == 0:
+            problems.append(f"{n}: no rds-db:connect statement")
+    return problems
 
 
 # The KMS key each service may use, and through which service only.
@@ -186,6 +307,8 @@ def check(t):
                 if action not in ALLOWED_ACTIONS:
                     problems.append(f"{name}: action {action!r} is not allowed")
             resource = s.get("Resource")
+            if set(as_list(s.get("Action"))) <= RDS_DESCRIBE:
+                continue
             if resource is None or "*" in json.dumps(resource):
                 problems.append(f"{name}: statement {s.get('Sid')} has a wildcard or missing Resource")
             actions = set(as_list(s.get("Action")))
@@ -199,6 +322,7 @@ def check(t):
                 keys = refs(resource)
                 if len(keys) != 1 or not keys <= set(KMS_KEYS) or f"{KMS_KEYS[next(iter(keys))]}." not in via:
                     problems.append(f"{name}: KMS use must be limited to one key and its service (kms:ViaService)")
+        problems += rds_describe_problems(t, name, p.get("Policies"))
         alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
         for metric in ("Errors", "Throttles"):
             if not any(a.get("MetricName") == metric and name in refs(a.get("Dimensions")) for a in alarms):
@@ -247,6 +371,15 @@ def check(t):
         alarms = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
         if not any(a.get("Namespace") == "AWS/SQS" and "RetryDeadLetterQueue" in getatt_names(a.get("Dimensions")) for a in alarms):
             problems.append("RetryDeadLetterQueue: no alarm on its depth")
+    for ename, e in res.items():
+        if e.get("Type") != "AWS::EC2::VPCEndpoint":
+            continue
+        ep = e.get("Properties", {})
+        if ep.get("PrivateDnsEnabled") is not True or refs(ep.get("SecurityGroupIds")) != {"EndpointSecurityGroup"}:
+            problems.append(f"{ename}: VPC endpoints need private DNS and the endpoints' security group")
+        if ".rds" in json.dumps(ep.get("ServiceName")) and "DiscoverReaders" not in condition_refs(t, e.get("Condition")):
+            problems.append(f"{ename}: the RDS API endpoint only when the DiscoverReaders parameter is true")
+    problems += person_policy_problems(t)
     if "OktaHookUrl" not in t.get("Outputs", {}):
         problems.append("Outputs: OktaHookUrl (to paste into Okta) is missing")
     text = json.dumps({k: v for k, v in t.items() if k != "Parameters"})
@@ -290,6 +423,69 @@ def weakenings():
                 del t["Resources"][n]
         return m
 
+    def person_doc(resource):
+        def find(t):
+            p = t["Resources"][resource]["Properties"]
+            return p.get("InlinePolicy") or p.get("PolicyDocument")
+        return find
+
+    def person_statement(resource, sid):
+        def find(t):
+            return next(s for s in person_doc(resource)(t)["Statement"] if s.get("Sid") == sid)
+        return find
+
+    def dbuser_template(resource, template):
+        def m(t):
+            first = person_statement(resource, "ConnectAsOwnDatabaseUser")(t)["Resource"][0]
+            first["Fn::Sub"][0] = template
+        return m
+
+    connect_ps = person_statement("DatabaseConnectPermissionSet", "ConnectAsOwnDatabaseUser")
+    find_ps = person_statement("DatabaseConnectPermissionSet", "FindDatabases")
+    connect_mp = person_statement("DatabaseConnectPolicy", "ConnectAsOwnDatabaseUser")
+    arn = "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:"
+
+    def describe_statement(function):
+        def find(t):
+            policies = t["Resources"][function]["Properties"]["Policies"]
+            return next(s for s in statements(policies) if s.get("Sid") == "DiscoverReaders")
+        return find
+
+    def unconditional_describe(t):
+        policies = fn(t)["Policies"]
+        i = next(i for i, p in enumerate(policies) if isinstance(p, dict) and "Fn::If" in p
+                 and p["Fn::If"][0] == "DiscoverReadersEnabled")
+        policies[i] = policies[i]["Fn::If"][1]
+
+    people = [
+        ("person may connect as any user", dbuser_template("DatabaseConnectPermissionSet", arn + "${Id}/*")),
+        ("person may connect to any database as any user", dbuser_template("DatabaseConnectPermissionSet", arn + "*/*")),
+        ("person may connect to any database", dbuser_template("DatabaseConnectPermissionSet", arn + "*/${!aws:PrincipalTag/Username}")),
+        ("user not named by the principal tag", dbuser_template("DatabaseConnectPermissionSet", arn + "${Id}/jane")),
+        ("another principal tag", dbuser_template("DatabaseConnectPermissionSet", arn + "${Id}/${!aws:PrincipalTag/Team}")),
+        ("principal tag not escaped in Fn::Sub", dbuser_template("DatabaseConnectPermissionSet", arn + "${Id}/${aws:PrincipalTag/Username}")),
+        ("another account's database", dbuser_template("DatabaseConnectPermissionSet", "arn:aws:rds-db:eu-west-1:*:dbuser:${Id}/${!aws:PrincipalTag/Username}")),
+        ("wildcard resource id", lambda t: connect_ps(t)["Resource"][3]["Fn::Sub"][1].update(Id="*")),
+        ("rds-db:* in the permission set", lambda t: connect_ps(t).update(Action="rds-db:*")),
+        ("rds-db:connect beside another action", lambda t: connect_ps(t).update(Action=["rds-db:connect", "rds:DescribeDBInstances"])),
+        ("tag presence not required", lambda t: connect_ps(t).pop("Condition")),
+        ("describe action not read-only", lambda t: find_ps(t)["Action"].append("rds:ModifyDBInstance")),
+        ("rds:Describe* wildcard for people", lambda t: find_ps(t).update(Action="rds:Describe*")),
+        ("rds:* for people", lambda t: find_ps(t).update(Action="rds:*")),
+        ("people describe anything", lambda t: find_ps(t).update(Resource="*")),
+        ("managed policy: any user", dbuser_template("DatabaseConnectPolicy", arn + "*/*")),
+        ("managed policy: user not named by the tag", dbuser_template("DatabaseConnectPolicy", arn + "${Id}/admin")),
+        ("managed policy: rds-db:*", lambda t: connect_mp(t).update(Action=["rds-db:*"])),
+        ("managed policy: NotResource", lambda t: connect_mp(t).update(NotResource=connect_mp(t).pop("Resource"))),
+        ("managed policy: any action", lambda t: person_statement("DatabaseConnectPolicy", "FindDatabases")(t).update(Action="*")),
+        ("hook describes anything", lambda t: describe_statement("OktaHookFunction")(t).update(Resource="*")),
+        ("hook may modify databases", lambda t: describe_statement("OktaHookFunction")(t)["Action"].append("rds:ModifyDBInstance")),
+        ("reconcile has rds:*", lambda t: describe_statement("ReconcileFunction")(t).update(Action="rds:*")),
+        ("describe without DiscoverReaders", unconditional_describe),
+        ("RDS endpoint without DiscoverReaders", lambda t: t["Resources"]["RdsEndpoint"].update(Condition="CreateEndpoints")),
+        ("RDS endpoint without private DNS", lambda t: t["Resources"]["RdsEndpoint"]["Properties"].update(PrivateDnsEnabled=False)),
+    ]
+
     return [
         ("egress to everything", lambda t: egress(t).append({"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"})),
         ("egress 0.0.0.0/0 on the database port", lambda t: egress(t)[0].update(CidrIp="0.0.0.0/0")),
@@ -332,7 +528,7 @@ def weakenings():
         ("reconcile egress everywhere", lambda t: t["Resources"]["ReconcileSecurityGroup"]["Properties"]["SecurityGroupEgress"].append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIp": "0.0.0.0/0"})),
         ("reconcile without alarm", lambda t: t["Resources"].pop("ReconcileErrorsAlarm")),
         ("worker URL", lambda t: t["Resources"]["RetryWorkerFunction"]["Properties"].update(FunctionUrlConfig={"AuthType": "NONE"})),
-    ]
+    ] + people
 
 
 def main(argv):
