@@ -16,6 +16,7 @@ pub mod logging;
 pub mod naming;
 pub mod okta;
 pub mod okta_api;
+pub mod okta_expression;
 pub mod plan;
 pub mod queue;
 pub mod reconcile;
