@@ -78,7 +78,12 @@ demo: setup ## run okta-hook locally against a throwaway PostgreSQL, replay even
 	cargo build --locked -p okta-hook -p okta-rds-sync-tests --bins
 	./target/debug/demo target/debug/okta-hook
 
-bench: setup ## cold start, warm latency (1/10/100 events) and peak RSS of the release binary
+# The Python peer's packages (tests/peers/python-naive), for the side-by-side figures of make bench.
+$(VENV)/.peer-installed: $(VENV)/bin/moto_server
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check awslambdaric 'psycopg[binary]>=3.2,<4' boto3
+	touch $@
+
+bench: setup $(VENV)/.peer-installed ## okta-hook beside the Python peer: cold start, warm deliveries, RSS, revocation, goals
 	cargo build --release --locked -p okta-hook -p okta-rds-sync-tests --bins
 	./target/release/bench target/release/okta-hook
 

@@ -1,120 +1,143 @@
-//! `make bench`: measure the release okta-hook binary through the Lambda Runtime API emulator against the
-//! throwaway TLS PostgreSQL and moto.
+//! `make bench`: the release okta-hook binary, side by side with the Python peer a user would write instead
+//! (`tests/peers/python-naive`), each through its own Lambda Runtime API emulator, against the throwaway
+//! TLS PostgreSQL (SCRAM) and MariaDB and moto.
 //!
-//! - cold start: process start to the first answered invocation (the verification GET, which reads the
-//!   hook secret from Secrets Manager), and to the first applied delivery (adds TLS connect + bootstrap);
-//! - warm latency of deliveries of 1, 10 and 100 events (each event onboards a new user: CREATE ROLE,
-//!   marker, comment, two grants, LOGIN; and the same users offboarded: NOLOGIN, revokes, session check);
-//! - peak RSS (VmHWM) of the warm process.
+//! - cold start: process start to the first answer (the verification GET), and the first delivery after it;
+//! - warm deliveries of 1, 10 and 100 onboarding events (ours and the peer's, interleaved), offboarding and
+//!   an already-seen delivery (ours only: the peer does neither);
+//! - peak RSS (VmHWM) of each warm process;
+//! - revocation: receipt of a deactivation to zero sessions, PostgreSQL and MariaDB, and PostgreSQL's own
+//!   floor for the same sessions;
+//! - the reconcile of 10,000 users;
+//! - the goals of issue 10, judged on this run.
 //!
-//! Usage: bench [path/to/okta-hook] [iterations]
+//! Usage: bench [path/to/okta-hook] [iterations (default 20)]
+
+mod function;
+mod goals;
+mod peer;
+mod reconcile;
+mod revocation;
+mod stats;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use okta_rds_sync_tests::okta::{User, delivery, event, request_event_json, sample};
-use okta_rds_sync_tests::runtime::RuntimeApi;
 use okta_rds_sync_tests::{READERS_GROUP, TestEnv, function_binary, function_env, servers};
 
-fn stats(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{name:<44} n={:<3} min {:>7.2} ms  p50 {:>7.2} ms  p95 {:>7.2} ms  max {:>7.2} ms",
-        samples.len(),
-        ms(samples[0]),
-        ms(pick(0.5)),
-        ms(pick(0.95)),
-        ms(samples[samples.len() - 1])
-    );
+use function::{Function, assert_applied};
+use goals::Goal;
+use peer::Peer;
+use stats::Summary;
+
+/// Who answers: okta-hook or the peer.
+#[derive(Clone, Copy, PartialEq)]
+enum Who {
+    Ours,
+    Peer,
 }
 
-async fn invoke_ok(api: &RuntimeApi, body: String) -> Duration {
-    let start = Instant::now();
-    let answer = api
-        .invoke(Bytes::from(body), Duration::from_secs(30))
+impl Who {
+    /// A label for ids and logins (Okta ids are alphanumeric).
+    fn label(self) -> &'static str {
+        match self {
+            Who::Ours => "ours",
+            Who::Peer => "peer",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Who::Ours => "okta-hook",
+            Who::Peer => "peer",
+        }
+    }
+}
+
+/// A delivery onboarding `size` new users into the readers group; returns the request and the logins.
+fn onboarding(env: &TestEnv, who: Who, tag: &str, size: usize) -> (String, Vec<User>) {
+    let users: Vec<User> = (0..size)
+        .map(|j| {
+            User::new(
+                &format!("00u{}{tag}x{j}", who.label()),
+                &env.login(&format!("{}.{tag}.{j}", who.label())),
+            )
+        })
+        .collect();
+    let events = users
+        .iter()
+        .enumerate()
+        .map(|(j, u)| {
+            event(
+                "group.user_membership.add",
+                Some(u),
+                Some((READERS_GROUP, "r")),
+                10,
+                &format!("on-{}-{tag}-{j}", who.label()),
+            )
+        })
+        .collect();
+    let id = format!("on-{}-{tag}", who.label());
+    (request_event_json(&delivery(&id, events)), users)
+}
+
+/// How many of `users` are members of the read-only role: both sides must have done the work measured.
+async fn onboarded(env: &TestEnv, users: &[User]) -> usize {
+    let logins: Vec<String> = users.iter().map(|u| u.login.clone()).collect();
+    let n: i64 = env
+        .superuser()
         .await
-        .expect("invoke");
-    let took = start.elapsed();
-    let text = String::from_utf8_lossy(&answer);
-    assert!(
-        text.contains("\"statusCode\":200"),
-        "unexpected answer: {text}"
-    );
-    took
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// A reconcile of 10,000 users in 3 groups: Okta listing (local emulator, 200 a page, DPoP) and
-/// convergence in PostgreSQL, first creating every role, then with nothing to change.
-async fn reconcile_bench(env: &TestEnv) -> Result<(), Box<dyn std::error::Error>> {
-    use okta_rds_sync::okta_api::{OktaClient, OktaCredentials};
-    let (private, public) = okta_rds_sync_tests::okta_keypair("ec");
-    let okta = okta_rds_sync_tests::okta_server::OktaServer::start(
-        "0oaBENCH",
-        &public,
-        jsonwebtoken::Algorithm::ES256,
-    )
-    .await;
-    let user = |i: usize| {
-        (
-            format!("00uRB{i:06}"),
-            env.login(&format!("r{i}")),
-            "ACTIVE",
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_auth_members m
+             JOIN pg_catalog.pg_roles r ON r.oid = m.member
+             JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+             WHERE g.rolname = $1 AND r.rolname = ANY($2)",
+            &[&env.readonly_role, &logins],
         )
-    };
-    let groups = [
-        (READERS_GROUP, 0..6000),
-        (okta_rds_sync_tests::WRITERS_GROUP, 4000..8000),
-        ("00gOPSopsOPS0h8", 7000..10_000),
-    ];
-    for (id, range) in groups.clone() {
-        okta.set_members(id, &range.map(user).collect::<Vec<_>>())
-            .await;
-    }
-    let toml = env.config_toml()
-        + &format!(
-            "\n[[grants]]\nokta_group = \"00gOPSopsOPS0h8\"\ntarget = \"main\"\nroles = [\"{}\"]\n",
-            env.readonly_role
-        );
-    let config = okta_rds_sync::config::Config::parse(&toml, Path::new("bench.toml"))?;
-    let creds = OktaCredentials {
-        client_id: "0oaBENCH".into(),
-        kid: "k".into(),
-        private_key: private,
-    };
-    let client = OktaClient::new(&okta.url, &creds, &config.okta.scopes)?;
-    let engine = okta_rds_sync_tests::worker_engine(&toml).await;
-    for run in [
-        "first run (creates 10,000 roles)",
-        "second run (nothing to change)",
-    ] {
+        .await
+        .expect("count members")
+        .get(0);
+    n as usize
+}
+
+struct ColdStarts {
+    to_answer: Summary,
+    first_delivery: Summary,
+}
+
+/// A new process per sample: process start to the challenge's answer, then a one-event delivery.
+async fn cold_starts(
+    who: Who,
+    program: &Path,
+    vars: &[(&str, String)],
+    env: &TestEnv,
+    iterations: usize,
+) -> ColdStarts {
+    let (mut to_answer, mut first) = (Vec::new(), Vec::new());
+    for i in 0..iterations {
         let started = Instant::now();
-        let listing = okta_rds_sync::reconcile::fetch_listing(&client, &config).await?;
-        let listed = started.elapsed();
-        let report = engine.reconcile(&listing, false).await.remove(0)?;
-        println!(
-            "{:<44} {:>7.2} s  (listing {:.2} s, {} users, {} changes)",
-            format!("reconcile 10k users / 3 groups: {run}"),
-            started.elapsed().as_secs_f64(),
-            listed.as_secs_f64(),
-            report.users,
-            report.changes
-        );
+        let function = Function::spawn(program, vars).await.expect("start");
+        function.invoke(&sample("challenge")).await;
+        to_answer.push(started.elapsed());
+        let (request, users) = onboarding(env, who, &format!("cold{i}"), 1);
+        let (took, body) = function.invoke(&request).await;
+        if who == Who::Ours {
+            assert_applied(&body, 1);
+        }
+        assert_eq!(onboarded(env, &users).await, 1, "{} cold {i}", who.title());
+        first.push(took);
     }
-    Ok(())
+    ColdStarts {
+        to_answer: Summary::print(
+            &format!("{}: cold start -> first answer", who.title()),
+            to_answer,
+        ),
+        first_delivery: Summary::print(
+            &format!("{}: first delivery after cold start", who.title()),
+            first,
+        ),
+    }
 }
 
 #[tokio::main]
@@ -128,92 +151,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = TestEnv::named("bench").await;
     let config = s.dir.join("bench-config.toml");
     std::fs::write(&config, env.config_toml())?;
+    let ours_env = function_env(&config, "warn");
+    let peer = Peer::new(&env).await?;
     println!(
-        "okta-hook benchmark: {} ({} bytes)",
+        "okta-hook benchmark: {} ({} bytes), {iterations} samples each",
         binary.display(),
         std::fs::metadata(&binary)?.len()
     );
     println!(
-        "PostgreSQL localhost:{} over TLS (SCRAM), Secrets Manager = moto {}\n",
-        s.pg_port, s.moto_url
+        "PostgreSQL {} on localhost:{} over TLS (SCRAM), Secrets Manager = moto {}\n",
+        s.pg_major, s.pg_port, s.moto_url
     );
 
-    // Cold starts: a new process per sample.
-    let mut to_challenge = Vec::new();
-    let mut to_delivery = Vec::new();
-    for i in 0..iterations {
-        let api = RuntimeApi::start().await?;
-        let started = Instant::now();
-        let mut child = api.spawn_function(&binary, &function_env(&config, "warn"), None)?;
-        let answer = api
-            .invoke(Bytes::from(sample("challenge")), Duration::from_secs(30))
-            .await?;
-        to_challenge.push(started.elapsed());
-        assert!(String::from_utf8_lossy(&answer).contains("\"statusCode\":200"));
-        let u = User::new(&format!("00uCOLD{i:05}"), &env.login(&format!("cold{i}")));
-        let body = request_event_json(&delivery(
-            &format!("cold-{i}"),
-            vec![event(
-                "group.user_membership.add",
-                Some(&u),
-                Some((READERS_GROUP, "r")),
-                1,
-                &format!("cold-{i}"),
-            )],
-        ));
-        invoke_ok(&api, body).await;
-        to_delivery.push(started.elapsed());
-        child.kill()?;
-        child.wait()?;
-    }
-    stats("cold start -> first answer (challenge GET)", to_challenge);
-    stats("cold start -> first delivery applied", to_delivery);
+    let ours_cold = cold_starts(Who::Ours, &binary, &ours_env, &env, iterations).await;
+    let peer_cold = cold_starts(Who::Peer, &peer.bootstrap, &peer.env, &env, iterations).await;
 
-    // Warm: one process, many deliveries.
-    let api = RuntimeApi::start().await?;
-    let mut child = api.spawn_function(&binary, &function_env(&config, "warn"), None)?;
-    invoke_ok(&api, sample("challenge")).await;
-    let mut users_by_size = Vec::new();
+    // Warm: one process each, deliveries interleaved so that both see the same machine.
+    let ours = Function::spawn(&binary, &ours_env).await?;
+    let theirs = Function::spawn(&peer.bootstrap, &peer.env).await?;
+    ours.invoke(&sample("challenge")).await;
+    theirs.invoke(&sample("challenge")).await;
+    let mut warm = Vec::new();
+    let mut ours_batches = Vec::new();
+    for size in [1usize, 10, 100] {
+        let (mut ours_samples, mut peer_samples) = (Vec::new(), Vec::new());
+        for it in 0..iterations {
+            let tag = format!("w{size}i{it}");
+            let (request, users) = onboarding(&env, Who::Ours, &tag, size);
+            let (took, body) = ours.invoke(&request).await;
+            assert_applied(&body, size);
+            ours_samples.push(took);
+            ours_batches.push((size, it, users));
+            let (request, users) = onboarding(&env, Who::Peer, &tag, size);
+            peer_samples.push(theirs.invoke(&request).await.0);
+            assert_eq!(onboarded(&env, &users).await, size, "peer {tag}");
+        }
+        let ours_last = &ours_batches.last().expect("batch").2;
+        assert_eq!(onboarded(&env, ours_last).await, size, "okta-hook w{size}");
+        warm.push((
+            size,
+            Summary::print(
+                &format!("okta-hook: warm {size}-event onboarding"),
+                ours_samples,
+            ),
+            Summary::print(&format!("peer: warm {size}-event onboarding"), peer_samples),
+        ));
+    }
     for size in [1usize, 10, 100] {
         let mut samples = Vec::new();
-        let mut all_users = Vec::new();
-        for it in 0..iterations {
-            let users: Vec<User> = (0..size)
-                .map(|j| {
-                    User::new(
-                        &format!("00uW{size}x{it}x{j}"),
-                        &env.login(&format!("w{size}.{it}.{j}")),
-                    )
-                })
-                .collect();
-            let events = users
-                .iter()
-                .enumerate()
-                .map(|(j, u)| {
-                    event(
-                        "group.user_membership.add",
-                        Some(u),
-                        Some((READERS_GROUP, "r")),
-                        10,
-                        &format!("on-{size}-{it}-{j}"),
-                    )
-                })
-                .collect();
-            samples.push(
-                invoke_ok(
-                    &api,
-                    request_event_json(&delivery(&format!("on-{size}-{it}"), events)),
-                )
-                .await,
-            );
-            all_users.push(users);
-        }
-        stats(&format!("warm: {size}-event delivery, onboarding"), samples);
-        users_by_size.push((size, all_users));
-    }
-    for (size, batches) in &users_by_size {
-        let mut samples = Vec::new();
-        for (it, users) in batches.iter().enumerate() {
+        for (_, it, users) in ours_batches.iter().filter(|(s, _, _)| *s == size) {
             let events = users
                 .iter()
                 .enumerate()
@@ -227,41 +213,96 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     )
                 })
                 .collect();
-            samples.push(
-                invoke_ok(
-                    &api,
-                    request_event_json(&delivery(&format!("off-{size}-{it}"), events)),
-                )
-                .await,
-            );
+            let (took, body) = ours
+                .invoke(&request_event_json(&delivery(
+                    &format!("off-{size}-{it}"),
+                    events,
+                )))
+                .await;
+            assert_applied(&body, size);
+            samples.push(took);
         }
-        stats(
-            &format!("warm: {size}-event delivery, offboarding"),
+        Summary::print(
+            &format!("okta-hook: warm {size}-event offboarding"),
             samples,
         );
     }
     let mut dup = Vec::new();
     for it in 0..iterations {
-        dup.push(
-            invoke_ok(
-                &api,
-                request_event_json(&delivery(&format!("on-100-{}", it % iterations), vec![])),
-            )
-            .await,
-        );
+        let (request, _) = onboarding(&env, Who::Ours, &format!("w100i{it}"), 100);
+        dup.push(ours.invoke(&request).await.0);
     }
-    stats("warm: duplicate delivery (already seen)", dup);
-    let rss = peak_rss_kib(child.id());
-    child.kill()?;
-    child.wait()?;
-    reconcile_bench(&env).await?;
-    match rss {
-        Some(kib) => println!(
-            "{:<44} {:.1} MiB",
-            "peak RSS (VmHWM) of the warm process",
-            kib as f64 / 1024.0
+    Summary::print("okta-hook: duplicate delivery (already seen)", dup);
+    let ours_rss = ours.peak_rss_mib().unwrap_or(f64::NAN);
+    let peer_rss = theirs.peak_rss_mib().unwrap_or(f64::NAN);
+    println!(
+        "{:<52} okta-hook {ours_rss:.1} MiB, peer {peer_rss:.1} MiB",
+        "peak RSS (VmHWM), warm"
+    );
+    drop((ours, theirs));
+
+    println!();
+    let (pg, my) = revocation::run(&binary, &env, iterations).await;
+    let floor = revocation::postgres_floor(&env, iterations).await;
+    println!();
+    reconcile::run(&env).await?;
+
+    let mut table = vec![
+        Goal::at_most("cold start -> first answer", &ours_cold.to_answer, 30.0),
+        Goal::against_peer(
+            "first delivery after a cold start",
+            &ours_cold.first_delivery,
+            &peer_cold.first_delivery,
+            1.25,
         ),
-        None => println!("peak RSS: unavailable (no /proc)"),
+    ];
+    for (size, ours, peer) in &warm {
+        if *size == 10 {
+            table.push(Goal::against_peer(
+                "warm 10-event delivery",
+                ours,
+                peer,
+                1.0,
+            ));
+        }
+        if *size == 100 {
+            let mut goal = Goal::at_most("warm 100-event onboarding", ours, 15.0);
+            goal.peer = format!("{:.1} / {:.1} ms", stats::ms(peer.p50), stats::ms(peer.p95));
+            table.push(goal);
+        }
     }
+    table.push(Goal {
+        what: "peak RSS".into(),
+        goal: "< 25 MiB".into(),
+        ours: format!("{ours_rss:.1} MiB"),
+        peer: format!("{peer_rss:.1} MiB"),
+        met: ours_rss < 25.0,
+    });
+    for (engine, summaries) in [("PostgreSQL", &pg), ("MariaDB", &my)] {
+        for ((users, each), summary) in revocation::SCENARIOS.iter().zip(summaries) {
+            let ceiling = match (users, each) {
+                (1, 1) => 20.0,
+                (1, _) => 40.0,
+                _ => 80.0,
+            };
+            let mut goal = Goal::at_most(
+                &format!("revoke {engine} {users} user x {each} sessions"),
+                summary,
+                ceiling,
+            );
+            if engine == "PostgreSQL" {
+                let f = &floor[revocation::SCENARIOS
+                    .iter()
+                    .position(|s| s == &(*users, *each))
+                    .expect("scenario")];
+                goal.peer = format!("floor {:.1} ms", stats::ms(f.p50));
+            }
+            table.push(goal);
+        }
+    }
+    goals::print(&table);
+    println!(
+        "(\"floor\": the same sessions signalled and polled by a superuser, no hook: what the server alone takes)"
+    );
     Ok(())
 }
