@@ -105,19 +105,22 @@ async fn start(s: &Servers) -> Result<Standby, String> {
         .arg("-l")
         .arg(run_dir.join("pg.log"))
         .args(["-w", "-t", "60", "start"]))?;
-    let stop = if is_root() {
-        "runuser -u postgres -- "
-    } else {
-        ""
-    };
+    // The primary's watchdog deletes the directory this standby lives in, so `pg_ctl stop` could find no
+    // data directory: the standby's watchdog signals its postmaster by pid (SIGQUIT: immediate shutdown).
+    let postmaster = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|pid| {
+            pid.lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok())
+        })
+        .ok_or("the standby wrote no postmaster.pid")?;
     Command::new("sh")
         .args([
             "-c",
             &format!(
-                "while kill -0 {parent} 2>/dev/null; do sleep 1; done; {stop}'{pg_ctl}' -D '{data}' -m immediate stop",
+                "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -QUIT {postmaster}",
                 parent = std::process::id(),
-                pg_ctl = pg_ctl.display(),
-                data = data.display(),
             ),
         ])
         .stdin(Stdio::null())
