@@ -98,18 +98,25 @@ pub async fn read(
     sdk: &aws_config::SdkConfig,
     filter: &Filter,
 ) -> Result<Vec<Record>, String> {
-    if target.engine != Engine::Postgres {
-        return Err(format!(
-            "target {}: `audit` reads PostgreSQL targets only so far (this one is {:?}); \
-             query {}.audit on the server meanwhile",
-            target.name, target.engine, target.state_schema
-        ));
-    }
     let secrets = Secrets::new(sdk, Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    let mut records = match target.engine {
+        Engine::Postgres => read_postgres(target, &secrets, filter).await?,
+        Engine::Mysql => read_mysql(target, &secrets, filter).await?,
+    };
+    records.reverse();
+    Ok(records)
+}
+
+/// Newest first.
+async fn read_postgres(
+    target: &TargetConfig,
+    secrets: &Secrets,
+    filter: &Filter,
+) -> Result<Vec<Record>, String> {
     let tls =
         okta_rds_sync::tls::client_config(target.ca_file.as_deref()).map_err(|e| e.to_string())?;
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-    let conn = okta_rds_sync::db::roles::connect_as_master(target, &secrets, |creds| {
+    let conn = okta_rds_sync::db::roles::connect_as_master(target, secrets, |creds| {
         let tls = tls.clone();
         async move { okta_rds_sync::db::postgres::connection::connect(target, &creds, tls).await }
     })
@@ -136,7 +143,7 @@ pub async fn read(
             };
             format!("target {}: cannot read {table}: {e}", target.name)
         })?;
-    let mut records: Vec<Record> = rows
+    let records = rows
         .iter()
         .map(|r| Record {
             at: r.get(0),
@@ -151,8 +158,100 @@ pub async fn read(
             event_uuids: r.get(9),
         })
         .collect();
-    records.reverse();
     Ok(records)
+}
+
+/// Newest first. The state schema is a database of the server; `at` is stored in UTC (the functions'
+/// sessions run with `time_zone = '+00:00'`), `event_uuids` comma-separated.
+async fn read_mysql(
+    target: &TargetConfig,
+    secrets: &Secrets,
+    filter: &Filter,
+) -> Result<Vec<Record>, String> {
+    use mysql_async::prelude::Queryable;
+    let mut conn =
+        okta_rds_sync::db::roles::connect_as_master(target, secrets, |creds| async move {
+            okta_rds_sync::db::mysql::connection::connect(target, &creds).await
+        })
+        .await
+        .map_err(|e| format!("target {}: {e}", target.name))?;
+    let schema = okta_rds_sync::db::mysql::sql::quote_ident(&target.state_schema)
+        .map_err(|e| format!("state_schema: {e}"))?;
+    let table = format!("{schema}.`audit`");
+    let mut conditions = Vec::new();
+    let mut params: Vec<mysql_async::Value> = Vec::new();
+    if let Some(users) = &filter.users {
+        let marks = vec!["?"; users.len()].join(", ");
+        conditions.push(format!("(okta_id IN ({marks}) OR role_name IN ({marks}))"));
+        for _ in 0..2 {
+            params.extend(users.iter().map(|u| mysql_async::Value::from(u.as_str())));
+        }
+    }
+    if let Some(since) = filter.since {
+        conditions.push("at >= ?".to_owned());
+        params.push(mysql_async::Value::from(since.naive_utc()));
+    }
+    let condition = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    params.push(mysql_async::Value::from(filter.limit));
+    let query = format!(
+        "SELECT at, COALESCE(okta_id, ''), COALESCE(role_name, ''), action, outcome, COALESCE(detail, ''),
+                duration_ms, COALESCE(actor, ''), COALESCE(delivery_id, ''), COALESCE(event_uuids, '')
+         FROM {table} {condition} ORDER BY id DESC LIMIT ?"
+    );
+    type Row = (
+        chrono::NaiveDateTime,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<f64>,
+        String,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = conn
+        .conn
+        .exec(query, mysql_async::Params::Positional(params))
+        .await
+        .map_err(|e| format!("target {}: cannot read {table}: {e}", target.name))?;
+    let _ = conn.conn.disconnect().await;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                at,
+                okta_id,
+                role,
+                action,
+                outcome,
+                detail,
+                duration_ms,
+                actor,
+                delivery_id,
+                uuids,
+            )| Record {
+                at: at.and_utc(),
+                okta_id,
+                role,
+                action,
+                outcome,
+                detail,
+                duration_ms,
+                actor,
+                delivery_id,
+                event_uuids: uuids
+                    .split(',')
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            },
+        )
+        .collect())
 }
 
 /// A plain-text table: time, user, action, outcome, duration, detail.

@@ -199,3 +199,87 @@ async fn an_unreadable_secret_is_a_clear_failure() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_trail_of_a_mysql_target() {
+    let env = TestEnv::new().await;
+    let my = okta_rds_sync_tests::mariadb::MyEnv::new(&env.prefix, &env.sm).await;
+    let pg = env.config_toml();
+    let toml = format!(
+        "{}\n{}",
+        &pg[..pg.find("[[targets]]").unwrap()],
+        my.target_toml("main")
+    );
+    let app = env.app_from(&toml).await;
+    let jane = User::new("00u7jdoeAbCdEf0h8", &env.login("jane"));
+    let readers = (READERS_GROUP, "eng-prod-access");
+    for (id, events) in [
+        (
+            "d1",
+            vec![event(
+                "group.user_membership.add",
+                Some(&jane),
+                Some(readers),
+                1,
+                "e1",
+            )],
+        ),
+        (
+            "d2",
+            vec![event("user.lifecycle.suspend", Some(&jane), None, 2, "e2")],
+        ),
+    ] {
+        let response = handle(&app, post(&delivery(id, events))).await;
+        assert_eq!(response.status(), 200);
+    }
+    let expected = my.audit().await;
+    assert!(expected.len() >= 4, "{expected:?}");
+
+    let dir = Dir(std::env::temp_dir().join(format!(
+        "ors-cli-audit-{}-{}",
+        std::process::id(),
+        env.prefix
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let config = dir.0.join("config.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let (code, stdout, stderr) = audit(
+        &config,
+        &["--json", "--user", &env.login("jane"), "--since", "10m"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let records: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(String, String, String, String)> = records
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("okta_id"), s("action"), s("outcome"), s("detail"))
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event_uuids"] == serde_json::json!(["e2"])),
+        "{stdout}"
+    );
+    // Stored in UTC: the records are from the last minutes.
+    let at = chrono::DateTime::parse_from_rfc3339(records[0]["at"].as_str().unwrap()).unwrap();
+    let age = chrono::Utc::now().signed_duration_since(at);
+    assert!(age.num_seconds().abs() < 300, "{at}");
+
+    let (code, stdout, _) = audit(&config, &["--limit", "1"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(&expected.last().unwrap().1),
+        "{stdout}"
+    );
+}
