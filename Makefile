@@ -4,7 +4,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup setup-postgres setup-tools build test lint lint-template package demo bench events clean
+.PHONY: help setup setup-postgres setup-tools build test lint lint-template package demo watch bench events clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -47,7 +47,10 @@ TEST_SUMMARY = /^=== / { n++; run[n] = substr($$0, 5) } \
 # Every test on the machine's PostgreSQL (or $PG_BIN), then the end-to-end test binaries, already built, with
 # PG_BIN set to each version in .pg. Each run's header names its server; the summary counts every run and the
 # target fails if any run failed.
-test: setup ## every test on the machine's PostgreSQL, then the end-to-end tests on PostgreSQL 14 and 17
+# tests/tests/watch.rs runs the real `cargo lambda watch` (setup-tools installs cargo-lambda), which builds
+# okta-hook with `cargo run -p okta-hook`: its own feature set, built here first so that the test finds it fresh.
+test: setup setup-tools ## every test on the machine's PostgreSQL, then the end-to-end tests on PostgreSQL 14 and 17
+	cargo build --locked -p okta-hook
 	@mkdir -p target
 	@set -o pipefail; status=0; \
 	header() { echo "=== $$1, PostgreSQL $$("$$2/postgres" --version | cut -d' ' -f3) ($$2)"; }; \
@@ -77,6 +80,12 @@ package: setup-tools ## sam build: the arm64 bootstrap of every function, with c
 demo: setup ## run okta-hook locally against a throwaway PostgreSQL, replay events/, print the result
 	cargo build --locked -p okta-hook -p okta-rds-sync-tests --bins
 	./target/debug/demo target/debug/okta-hook
+
+# okta-hook is built alone (-p okta-hook), as `cargo lambda watch` builds it, so that it starts without a rebuild.
+watch: setup setup-tools ## cargo lambda watch on okta-hook, with a throwaway PostgreSQL + moto; prints what to invoke
+	cargo build --locked -p okta-hook
+	cargo build --locked -p okta-rds-sync-tests --bin watch
+	./target/debug/watch
 
 # The Python peer's packages (tests/peers/python-naive), for the side-by-side figures of make bench.
 $(VENV)/.peer-installed: $(VENV)/bin/moto_server
