@@ -151,7 +151,8 @@ impl MysqlFlavor {
 }
 
 /// `mysql` over TLS verified against `ca_file`, with the cleartext plugin RDS IAM authentication needs
-/// (safe: the connection is encrypted and the server verified first).
+/// (safe: the connection is encrypted and the server verified first; Oracle's client needs
+/// `--enable-cleartext-plugin`, MariaDB's sends it when asked).
 ///
 /// Through a forwarded port the client dials `127.0.0.1`, and MySQL's clients cannot be told another
 /// name to verify: then the chain is verified (`VERIFY_CA`), not the host name.
@@ -182,7 +183,10 @@ pub fn mysql(
         }
         (MysqlFlavor::Mariadb, true) => args.push("--ssl".into()),
     }
-    args.push("--enable-cleartext-plugin".into());
+    // MariaDB's client sends the cleartext password when the server asks, and warns about this option.
+    if flavor == MysqlFlavor::Mysql {
+        args.push("--enable-cleartext-plugin".into());
+    }
     args.extend(extra.iter().cloned());
     Invocation {
         program: "mysql".into(),
@@ -264,7 +268,6 @@ mod tests {
                 "--ssl-ca=/c.pem",
                 "--ssl",
                 "--ssl-verify-server-cert",
-                "--enable-cleartext-plugin",
                 "-e",
                 "select 1"
             ]
@@ -280,6 +283,7 @@ mod tests {
             &[],
         );
         assert!(s(&inv.args).contains(&"--ssl-mode=VERIFY_IDENTITY".to_owned()));
+        assert!(s(&inv.args).contains(&"--enable-cleartext-plugin".to_owned()));
         let tunnel = Endpoint {
             dial: Some(("127.0.0.1".into(), 40002)),
             ..direct

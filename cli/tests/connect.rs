@@ -404,3 +404,114 @@ async fn missing_programs_and_users_are_clear_errors() {
             .contains("no target \"nope\" in the config; targets: main")
     );
 }
+
+/// Stands in for RDS's IAM check on MySQL: the token (in MYSQL_PWD) becomes the account's password, set by
+/// root over the server's socket; then the real client runs with exactly the CLI's arguments.
+fn mysql_wrapper(scratch: &Scratch, real: &Path) {
+    let socket = servers().dir.join("mariadb/run/my.sock");
+    scratch.executable(
+        "mysql",
+        &format!(
+            r#"#!/bin/sh
+set -eu
+[ "${{1:-}}" = "--version" ] && exec '{real}' --version
+[ -n "${{MYSQL_PWD:-}}" ] || {{ echo "wrapper: no MYSQL_PWD" >&2; exit 97; }}
+case "$*" in *"$MYSQL_PWD"*) echo "wrapper: the token is on the command line" >&2; exit 98;; esac
+echo "ALTER USER '$FAKE_RDS_ROLE'@'%' IDENTIFIED BY '$MYSQL_PWD';" | env -u MYSQL_PWD '{real}' --no-defaults -S '{socket}' -uroot
+exec '{real}' --no-defaults "$@"
+"#,
+            real = real.display(),
+            socket = socket.display(),
+        ),
+    );
+}
+
+#[tokio::test]
+async fn mysql_logs_in_with_the_token_over_verified_tls() {
+    let Some(real) = find_program("mariadb").or_else(|| find_program("mysql")) else {
+        panic!("the MariaDB/MySQL client is needed for this test");
+    };
+    let env = TestEnv::new().await;
+    let my = okta_rds_sync_tests::mariadb::MyEnv::new(&env.prefix, &env.sm).await;
+    let account = format!("{}_jane", env.prefix);
+    {
+        use mysql_async::prelude::Queryable;
+        let mut root = my.root().await;
+        root.query_drop(format!("CREATE USER '{account}'@'%' REQUIRE SSL"))
+            .await
+            .unwrap();
+    }
+    let scratch = Scratch::new("mysql");
+    mysql_wrapper(&scratch, &real);
+    let pg = env.config_toml();
+    let toml = format!(
+        "{}\n{}",
+        &pg[..pg.find("[[targets]]").unwrap()],
+        my.target_toml("shop")
+    );
+    let config = scratch.write("config.toml", &toml);
+    let run = |extra: &[&std::ffi::OsStr]| {
+        cli(&scratch, false)
+            .args(["connect", "shop", "--config"])
+            .arg(&config)
+            .args(["--username", &account])
+            .args(extra)
+            .args([
+                "--",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_version'",
+            ])
+            .env("FAKE_RDS_ROLE", &account)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("{account}@%"), "{stdout}");
+    assert!(lines[1].starts_with("Ssl_version\tTLSv1."), "{stdout}");
+
+    // A CA that did not sign the server's certificate: the client refuses the server.
+    let out = run(&["--ca-file".as_ref(), servers().other_ca_file.as_os_str()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+
+    // A name the certificate does not carry: the client refuses it. Needs a second name for 127.0.0.1;
+    // this machine's own host name usually is one (/etc/hosts).
+    let other_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && h != "localhost")
+        .filter(|h| {
+            use std::net::ToSocketAddrs;
+            (h.as_str(), 0)
+                .to_socket_addrs()
+                .is_ok_and(|mut a| a.any(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST))
+        });
+    match other_name {
+        Some(name) => {
+            let wrong = scratch.write(
+                "wrong.toml",
+                &toml.replace("host = \"localhost\"", &format!("host = \"{name}\"")),
+            );
+            let out = cli(&scratch, false)
+                .args(["connect", "shop", "--config"])
+                .arg(&wrong)
+                .args(["--username", &account, "--", "-e", "SELECT 1"])
+                .env("FAKE_RDS_ROLE", &account)
+                .output()
+                .unwrap();
+            let (stdout, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{name}: {stdout}\n{stderr}");
+            assert!(
+                stderr.contains("certificate") || stderr.contains("SSL"),
+                "{stderr}"
+            );
+        }
+        None => eprintln!("host name check not exercised: no second name for 127.0.0.1 here"),
+    }
+}
