@@ -21,7 +21,13 @@ fn root() -> PathBuf {
 
 fn cargo_lambda() -> PathBuf {
     if let Some(p) = std::env::var_os("CARGO_LAMBDA") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "CARGO_LAMBDA={}: no such file; unset it to use .venv/bin/cargo-lambda (`make setup-tools`)",
+            p.display()
+        );
+        return p;
     }
     let venv = root().join(".venv/bin/cargo-lambda");
     if venv.is_file() {
