@@ -56,6 +56,10 @@ enum Command {
     /// The token is passed in the client's environment (PGPASSWORD / MYSQL_PWD), never on its command
     /// line. psql runs with sslmode=verify-full; mysql verifies the certificate and the host name, and
     /// sends the token with the cleartext plugin as RDS requires. Arguments after `--` go to the client.
+    ///
+    /// With --via-ssm, psql dials the forwarded local port and still verifies the target's real host
+    /// name (host=<endpoint> hostaddr=127.0.0.1); mysql clients cannot be given another name to verify,
+    /// so through a tunnel they verify the certificate chain only.
     #[command(after_help = EXIT_STATUS)]
     Connect {
         /// The target's `name` in the config.
@@ -71,7 +75,8 @@ enum Command {
         /// Trust this PEM CA bundle instead of the target's `ca_file` or the bundled RDS CAs.
         #[arg(long, env = "OKTA_RDS_SYNC_CA_FILE")]
         ca_file: Option<PathBuf>,
-        /// The AWS region to sign for (and of the SSM session).
+        /// The AWS region to sign for and of the SSM session (default: AWS_REGION / the profile's, else
+        /// the one in an RDS host name).
         #[arg(long)]
         region: Option<String>,
         /// Reach the database through an SSM port-forwarding session via this EC2 instance / managed node
