@@ -1,7 +1,9 @@
-//! The Okta side of people's IAM database logins: the Okta Expression Language value of the SAML attribute
-//! `https://aws.amazon.com/SAML/Attributes/PrincipalTag:Username`, which must produce exactly the role name
+//! The Okta side of people's IAM database logins: the Okta Expression Language value of the SAML
+//! attribute that becomes the session tag `Username`, which must produce exactly the role name
 //! okta-rds-sync derives from the login ([`Naming::role_name`]), because the IAM policy allows
-//! `rds-db:connect` only on `dbuser:<resource id>/${aws:PrincipalTag/Username}`.
+//! `rds-db:connect` only on `dbuser:<resource id>/${aws:PrincipalTag/Username}`. The attribute is
+//! [`ACCESS_CONTROL_ATTRIBUTE`] in Okta's IAM Identity Center app, and [`PRINCIPAL_TAG_ATTRIBUTE`] in an
+//! Okta app federating straight to an IAM role (no Identity Center); both end as `aws:PrincipalTag/Username`.
 //!
 //! [`username_expression`] is the expression the README documents for each `[okta] username` /
 //! `lowercase` setting, and [`evaluate`] a tiny evaluator of exactly the expressions it returns, mirroring
@@ -18,7 +20,12 @@
 
 use crate::naming::{Naming, UsernameSource};
 
-/// The SAML attribute (Okta app "Attribute Statements") that becomes the session tag `Username`.
+/// The SAML attribute of Okta's IAM Identity Center app that becomes the session tag `Username`
+/// (Identity Center passes `AccessControl:<key>` attributes on as session tags, with ABAC enabled).
+pub const ACCESS_CONTROL_ATTRIBUTE: &str =
+    "https://aws.amazon.com/SAML/Attributes/AccessControl:Username";
+
+/// The same for an Okta app federating straight to an IAM role (`AssumeRoleWithSAML`).
 pub const PRINCIPAL_TAG_ATTRIBUTE: &str =
     "https://aws.amazon.com/SAML/Attributes/PrincipalTag:Username";
 
