@@ -411,7 +411,9 @@ impl StateSql {
                                                    ORDER BY okta_id FOR UPDATE) AS locked"
             ),
             read_roles: format!(
-                "SELECT r.rolname::text,
+                "WITH rec AS (SELECT u.role_oid, pg_catalog.min(u.okta_id) AS okta_id FROM {users} u
+                              WHERE u.okta_id = ANY($5::text[]) AND u.role_oid IS NOT NULL GROUP BY u.role_oid)
+                 SELECT r.rolname::text,
                         r.rolcanlogin,
                         (r.rolsuper OR r.rolname::text = ANY($3::text[]) OR r.rolname = session_user
                           OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
@@ -424,14 +426,12 @@ impl StateSql {
                                 WHERE m.member = r.oid AND g.rolname::text = $2::text) AS managed,
                         pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits,
                         (r.rolname = session_user OR r.rolname::text = ANY($4::text[])) AS untouchable,
-                        (SELECT u.okta_id FROM {users} u WHERE u.role_oid = r.oid AND u.okta_id = ANY($5::text[])
-                         ORDER BY 1 LIMIT 1) AS recorded_for,
+                        rec.okta_id AS recorded_for,
                         ARRAY(SELECT h.rolname::text FROM pg_catalog.pg_auth_members m
                               JOIN pg_catalog.pg_roles h ON h.oid = m.member
                               WHERE m.roleid = r.oid AND h.rolname <> session_user) AS held_by
-                 FROM pg_catalog.pg_roles r
-                 WHERE r.rolname::text = ANY($1::text[])
-                    OR r.oid IN (SELECT u.role_oid FROM {users} u WHERE u.okta_id = ANY($5::text[]))"
+                 FROM pg_catalog.pg_roles r LEFT JOIN rec ON rec.role_oid = r.oid
+                 WHERE r.rolname::text = ANY($1::text[]) OR rec.role_oid IS NOT NULL"
             ),
         })
     }
