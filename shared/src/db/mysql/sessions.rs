@@ -49,6 +49,35 @@ async fn kill(c: &mut Conn, id: u64) -> Result<(), SyncError> {
     }
 }
 
+/// Kill `ids` in one round trip: a multi-statement batch of `KILL CONNECTION` (or, for RDS's master, of
+/// `mysql.rds_kill`). A batch stops at its first error, so on any other error every id is killed on its
+/// own (an id already gone is fine).
+async fn kill_all(c: &mut Conn, ids: &[u64]) -> Result<(), SyncError> {
+    if ids.len() > 1 {
+        let batch = |statement: &str| -> String {
+            ids.iter()
+                .map(|id| statement.replace("{id}", &id.to_string()))
+                .collect()
+        };
+        match c.query_drop(batch("KILL CONNECTION {id};")).await {
+            Ok(()) => return Ok(()),
+            Err(e) if server_code(&e).is_some_and(|code| NOT_ALLOWED.contains(&code)) => {
+                if c.query_drop(batch("CALL mysql.rds_kill({id});"))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    for id in ids {
+        kill(c, *id).await?;
+    }
+    Ok(())
+}
+
 /// Kill every connection of `users` and re-check until none is left (bounded, with short growing waits):
 /// per user, `(terminated, remaining)`.
 pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, SyncError> {
@@ -60,8 +89,9 @@ pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, 
         if left.is_empty() {
             break;
         }
+        let ids: Vec<u64> = left.iter().map(|(id, _)| *id).collect();
+        kill_all(c, &ids).await?;
         for (id, user) in &left {
-            kill(c, *id).await?;
             if killed.insert(*id)
                 && let Some(entry) = result.get_mut(user)
             {
