@@ -30,6 +30,32 @@ PERSON_ACTIONS = {"rds-db:connect"} | RDS_DESCRIBE
 DBUSER_RESOURCE = re.compile(
     r"^arn:\$\{AWS::Partition\}:rds-db:\$\{AWS::Region\}:\$\{AWS::AccountId\}:dbuser:"
     r"(\$\{Id\}|(db|cluster)-[A-Z0-9]+)/" + re.escape(TAG_VARIABLE) + "$")
+# The two resources people connect with (name -> type), and the only properties each may have: extra managed
+# policies, customer-managed policy references or a permissions boundary would grant (or change) more.
+PERSON_RESOURCES = {"DatabaseConnectPermissionSet": "AWS::SSO::PermissionSet", "DatabaseConnectPolicy": "AWS::IAM::ManagedPolicy"}
+PERSON_PROPERTIES = {
+    "AWS::SSO::PermissionSet": {"InstanceArn", "Name", "Description", "SessionDuration", "InlinePolicy"},
+    "AWS::IAM::ManagedPolicy": {"Description", "PolicyDocument"},
+}
+# The databases people may connect to: a list of resource ids, nothing that could be or contain a wildcard.
+DATABASE_IDS_PARAMETER = "DatabaseResourceIds"
+DATABASE_IDS_PATTERN = "^$|^(db|cluster)-[A-Z0-9]{1,64}(,(db|cluster)-[A-Z0-9]{1,64}){0,9}$"
+DATABASE_SLOTS = 10
+
+
+def database_id(i):
+    """The template's Id of slot i: the i-th of DatabaseResourceIds padded with its first id to 10 slots."""
+    padded = ",".join(["${DatabaseResourceIds}"] + ["${F}"] * (DATABASE_SLOTS - 1))
+    first = {"Fn::Select": [0, {"Fn::Split": [",", {"Ref": DATABASE_IDS_PARAMETER}]}]}
+    return {"Fn::Select": [i, {"Fn::Split": [",", {"Fn::Sub": [padded, {"F": first}]}]}]}
+
+
+DATABASE_ID_EXPRESSIONS = {json.dumps(database_id(i), sort_keys=True) for i in range(DATABASE_SLOTS)}
+# Whoever else the template grants rds-db actions to would connect as anyone (or as the tag says, unchecked).
+POLICY_KEYS = {"PolicyDocument", "InlinePolicy"}
+# Identity Center's attributes for access control: defined here, they would replace the Username that Okta's
+# SAML assertion passes on as the session tag.
+FORBIDDEN_TYPES = {"AWS::SSO::InstanceAccessControlAttributeConfiguration"}
 # The secrets each function may read: nothing else.
 SECRETS_OF = {
     "OktaHookFunction": {"HookSecretArn", "MasterSecretArns", "OktaApiSecretArn"},
@@ -142,14 +168,102 @@ def rds_describe_problems(t, name, policies):
     return problems
 
 
+def action_matches(pattern, action):
+    """Whether an IAM action pattern (case-insensitive, * and ?) covers action."""
+    if not isinstance(pattern, str):
+        return True
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.fullmatch(rx, action.lower()) is not None
+
+
+def policy_documents(value, key=None):
+    """Every policy document in value: (document or None when it cannot be read, where it is)."""
+    if isinstance(value, dict):
+        if "Statement" in value:
+            yield value, key
+            return
+        for k, v in value.items():
+            if k in POLICY_KEYS and not isinstance(v, dict):
+                doc = None
+                if isinstance(v, str):
+                    try:
+                        doc = json.loads(v)
+                    except ValueError:
+                        pass
+                yield (doc if isinstance(doc, dict) else None), k
+            else:
+                yield from policy_documents(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from policy_documents(v, key)
+
+
+def other_rds_db_problems(t):
+    """No resource but the two people connect with may grant rds-db actions (to anyone, on anything)."""
+    problems = []
+    for n, r in t.get("Resources", {}).items():
+        if r.get("Type") in FORBIDDEN_TYPES:
+            problems.append(f"{n}: {r.get('Type')} is not allowed (it would replace the Username attribute Okta passes on)")
+        if PERSON_RESOURCES.get(n) == r.get("Type"):
+            continue
+        for doc, where in policy_documents(r.get("Properties", {})):
+            if doc is None:
+                problems.append(f"{n}: {where} must be a policy document in the template, not text")
+                continue
+            for s0 in as_list(doc.get("Statement", [])):
+                for s in branches(s0):
+                    if not isinstance(s, dict) or s.get("Effect") not in ("Allow", "Deny"):
+                        problems.append(f"{n}: a statement that is not a plain Allow or Deny")
+                        continue
+                    if s.get("Effect") != "Allow":
+                        continue
+                    if "NotAction" in s:
+                        if not any(isinstance(a, str) and action_matches(a, "rds-db:connect") for b in branches(s["NotAction"])
+                                   for a in as_list(b)):
+                            problems.append(f"{n}: Allow with NotAction grants rds-db:connect")
+                        continue
+                    for b in branches(s.get("Action")):
+                        for a in as_list(b):
+                            if action_matches(a, "rds-db:connect"):
+                                problems.append(f"{n}: action {a!r} grants rds-db:connect: only "
+                                                f"{' and '.join(PERSON_RESOURCES)} may")
+    return problems
+
+
+def dbuser_id_problems(n, r):
+    """The ${Id} of a dbuser ARN must be the template's slot of DatabaseResourceIds, and nothing else."""
+    sub = r.get("Fn::Sub") if isinstance(r, dict) else None
+    text = sub if isinstance(sub, str) else sub[0] if isinstance(sub, list) and sub else None
+    if not isinstance(text, str) or "${Id}" not in text:
+        return []
+    if not (isinstance(sub, list) and len(sub) == 2 and isinstance(sub[1], dict) and set(sub[1]) == {"Id"}
+            and json.dumps(sub[1]["Id"], sort_keys=True) in DATABASE_ID_EXPRESSIONS):
+        return [f"{n}: the Id of a dbuser ARN must be a slot of {DATABASE_IDS_PARAMETER} "
+                f"(!Select [i, !Split [',', !Sub [...]]]) and the only variable of its Fn::Sub"]
+    return []
+
+
 def person_policy_problems(t):
     """The permission set and the managed policy people connect with: rds-db:connect only as the user
     named by the principal tag, on listed databases, with the tag required; describe actions read-only."""
     problems = []
     res = t.get("Resources", {})
+    param = t.get("Parameters", {}).get(DATABASE_IDS_PARAMETER)
+    if param is None or (param.get("Type") != "String" or param.get("AllowedPattern") != DATABASE_IDS_PATTERN
+                              or param.get("Default", "") != ""):
+        problems.append(f"{DATABASE_IDS_PARAMETER}: must be a String with Default '' and AllowedPattern "
+                        f"{DATABASE_IDS_PATTERN!r} (resource ids only, no wildcards)")
+    for n, typ in PERSON_RESOURCES.items():
+        if n in res and res[n].get("Type") != typ:
+            problems.append(f"{n}: must be an {typ}")
     docs = []
     for n, r in res.items():
         p = r.get("Properties", {})
+        if r.get("Type") in PERSON_PROPERTIES:
+            extra = set(p) - PERSON_PROPERTIES[r["Type"]]
+            if extra:
+                problems.append(f"{n}: properties {sorted(extra)} are not allowed "
+                                f"(only {sorted(PERSON_PROPERTIES[r['Type']])})")
         if r.get("Type") == "AWS::SSO::PermissionSet" and p.get("InlinePolicy") is not None:
             docs.append((n, p["InlinePolicy"]))
         elif r.get("Type") == "AWS::IAM::ManagedPolicy":
@@ -159,14 +273,17 @@ def person_policy_problems(t):
             problems.append(f"{n}: the policy must be a document in the template, not text")
             continue
         connects = 0
-        for s in doc.get("Statement", []):
+        for s in (b for s0 in as_list(doc.get("Statement", [])) for b in branches(s0)):
+            if not isinstance(s, dict) or s.get("Effect") not in ("Allow", "Deny"):
+                problems.append(f"{n}: a statement that is not a plain Allow or Deny")
+                continue
             actions = [str(a) for a in as_list(s.get("Action"))]
             if "NotAction" in s or "NotResource" in s:
                 problems.append(f"{n}: NotAction / NotResource are not allowed")
             if s.get("Effect") != "Allow":
                 continue
             for a in actions:
-                if "*" in a:
+                if "*" in a or "?" in a:
                     problems.append(f"{n}: wildcard action {a!r} (rds-db:* or rds:*)")
                 elif a not in PERSON_ACTIONS:
                     problems.append(f"{n}: action {a!r} is not allowed (rds-db:connect and read-only describe only)")
@@ -182,12 +299,13 @@ def person_policy_problems(t):
                     if text is None:
                         problems.append(f"{n}: rds-db:connect resource is not an ARN string (or ${{aws:...}} is not escaped as ${{!aws:...}} in Fn::Sub)")
                         continue
-                    if "*" in json.dumps(r) or text.endswith("/*"):
+                    if "*" in json.dumps(r) or "?" in json.dumps(r) or text.endswith("/*"):
                         problems.append(f"{n}: rds-db:connect on a wildcard database or user: {text}")
                     if TAG_VARIABLE not in text:
                         problems.append(f"{n}: rds-db:connect resource must name the user by {TAG_VARIABLE}: {text}")
                     if not DBUSER_RESOURCE.match(text):
                         problems.append(f"{n}: rds-db:connect resource must be dbuser:<resource id>/{TAG_VARIABLE} in this account and region: {text}")
+                    problems += dbuser_id_problems(n, r)
                 null = ((s.get("Condition") or {}).get("Null") or {}).get("aws:PrincipalTag/Username")
                 if null not in ("false", False):
                     problems.append(f"{n}: rds-db:connect must require the Username principal tag (Null: false)")
@@ -197,7 +315,7 @@ def person_policy_problems(t):
                     problems.append(f"{n}: describe actions only on this account's and region's db:* and cluster:*")
         if connects == 0:
             problems.append(f"{n}: no rds-db:connect statement")
-    return problems
+    return problems + other_rds_db_problems(t)
 
 
 # The KMS key each service may use, and through which service only.
@@ -300,6 +418,9 @@ def check(t):
                 problems.append(f"{name}: the Okta hook URL must be AuthType NONE (Okta cannot sign requests)")
         if any(isinstance(x, str) for x in p.get("Policies", []) or []):
             problems.append(f"{name}: managed policies by name are not allowed; use explicit statements")
+        if any(not isinstance(b, dict) or "Statement" not in b for x in as_list(p.get("Policies") or [])
+               for b in branches(x) if not isinstance(b, str)):
+            problems.append(f"{name}: SAM policy templates are not allowed; use explicit statements")
         for s in statements(p.get("Policies")):
             if s.get("Effect") != "Allow":
                 continue
@@ -440,6 +561,12 @@ def weakenings():
             first["Fn::Sub"][0] = template
         return m
 
+    def with_parameter(name, mutate):
+        def m(t):
+            t["Parameters"][name] = {"Type": "String", "Default": "*"}
+            mutate(t)
+        return m
+
     connect_ps = person_statement("DatabaseConnectPermissionSet", "ConnectAsOwnDatabaseUser")
     find_ps = person_statement("DatabaseConnectPermissionSet", "FindDatabases")
     connect_mp = person_statement("DatabaseConnectPolicy", "ConnectAsOwnDatabaseUser")
@@ -478,6 +605,47 @@ def weakenings():
         ("managed policy: rds-db:*", lambda t: connect_mp(t).update(Action=["rds-db:*"])),
         ("managed policy: NotResource", lambda t: connect_mp(t).update(NotResource=connect_mp(t).pop("Resource"))),
         ("managed policy: any action", lambda t: person_statement("DatabaseConnectPolicy", "FindDatabases")(t).update(Action="*")),
+        # Extra policies or properties on the permission set or the managed policy.
+        ("permission set with an AWS managed policy", lambda t: t["Resources"]["DatabaseConnectPermissionSet"]["Properties"].update(ManagedPolicies=["arn:aws:iam::aws:policy/AdministratorAccess"])),
+        ("permission set with a customer managed policy", lambda t: t["Resources"]["DatabaseConnectPermissionSet"]["Properties"].update(CustomerManagedPolicyReferences=[{"Name": "Admin"}])),
+        ("permission set with a permissions boundary", lambda t: t["Resources"]["DatabaseConnectPermissionSet"]["Properties"].update(PermissionsBoundary={"ManagedPolicyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})),
+        ("permission set with another property", lambda t: t["Resources"]["DatabaseConnectPermissionSet"]["Properties"].update(RelayStateType="https://example.com")),
+        ("managed policy attached to a role", lambda t: t["Resources"]["DatabaseConnectPolicy"]["Properties"].update(Roles=["Admin"])),
+        ("managed policy turned into an inline policy", lambda t: t["Resources"]["DatabaseConnectPolicy"].update(Type="AWS::IAM::Policy")),
+        ("permission set policy as text", lambda t: t["Resources"]["DatabaseConnectPermissionSet"]["Properties"].update(InlinePolicy=json.dumps({"Statement": [{"Effect": "Allow", "Action": "rds-db:*", "Resource": "*"}]}))),
+        ("conditional statement in the permission set", lambda t: person_doc("DatabaseConnectPermissionSet")(t)["Statement"].append({"Fn::If": ["HasIdentityCenter", {"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}, {"Ref": "AWS::NoValue"}]})),
+        # ? wildcards.
+        ("? wildcard in the database id", lambda t: connect_ps(t)["Resource"][2]["Fn::Sub"][1].update(Id="db-????????????????")),
+        ("? wildcard in the user name", dbuser_template("DatabaseConnectPermissionSet", arn + "${Id}/${!aws:PrincipalTag/Username}?")),
+        ("? wildcard as the database", dbuser_template("DatabaseConnectPolicy", arn + "db-?/${!aws:PrincipalTag/Username}")),
+        ("managed policy: ? wildcard in the database id", lambda t: connect_mp(t)["Resource"][9]["Fn::Sub"][1].update(Id="cluster-?")),
+        ("rds-db:conn?ct", lambda t: connect_ps(t).update(Action="rds-db:conn?ct")),
+        # The database id: the template's slot of DatabaseResourceIds, whose pattern admits no wildcard.
+        ("database id from another parameter", with_parameter("SomeParam", lambda t: connect_ps(t)["Resource"][0]["Fn::Sub"][1].update(Id={"Ref": "SomeParam"}))),
+        ("managed policy: database id from another parameter", with_parameter("SomeParam", lambda t: connect_mp(t)["Resource"][4]["Fn::Sub"][1].update(Id={"Ref": "SomeParam"}))),
+        ("${Id} is a parameter, not the slot", with_parameter("Id", lambda t: connect_ps(t)["Resource"].__setitem__(0, {"Fn::Sub": connect_ps(t)["Resource"][0]["Fn::Sub"][0]}))),
+        ("database id: the whole parameter", lambda t: connect_ps(t)["Resource"][1]["Fn::Sub"][1].update(Id={"Ref": "DatabaseResourceIds"})),
+        ("database id: slot out of range", lambda t: connect_ps(t)["Resource"][1]["Fn::Sub"][1]["Id"]["Fn::Select"].__setitem__(0, 10)),
+        ("database id: another padding", lambda t: connect_ps(t)["Resource"][1]["Fn::Sub"][1]["Id"]["Fn::Select"][1]["Fn::Split"][1]["Fn::Sub"][1].update(F="*")),
+        ("a pseudo parameter overridden in Fn::Sub", lambda t: connect_ps(t)["Resource"][1]["Fn::Sub"][1].update({"AWS::AccountId": "*"})),
+        ("database ids unconstrained", lambda t: t["Parameters"]["DatabaseResourceIds"].update(AllowedPattern=".*")),
+        ("database ids may hold wildcards", lambda t: t["Parameters"]["DatabaseResourceIds"].update(AllowedPattern="^$|^(db|cluster)-[A-Z0-9*?]{1,64}(,(db|cluster)-[A-Z0-9*?]{1,64}){0,9}$")),
+        ("database ids without a pattern", lambda t: t["Parameters"]["DatabaseResourceIds"].pop("AllowedPattern")),
+        ("database ids parameter removed", lambda t: t["Parameters"].pop("DatabaseResourceIds")),
+        ("database ids a list", lambda t: t["Parameters"]["DatabaseResourceIds"].update(Type="CommaDelimitedList")),
+        # rds-db granted by anything else.
+        ("rds-db:connect in an IAM policy", lambda t: t["Resources"].update(Extra={"Type": "AWS::IAM::Policy", "Properties": {"PolicyName": "x", "Roles": ["r"], "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}]}}})),
+        ("rds-db:* in another managed policy", lambda t: t["Resources"].update(Extra={"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": ["rds-db:*"], "Resource": {"Fn::Sub": "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:db-ABC/jane"}}]}}})),
+        ("copy of the managed policy", lambda t: t["Resources"].update(Extra=copy.deepcopy(t["Resources"]["DatabaseConnectPolicy"]))),
+        ("copy of the permission set", lambda t: t["Resources"].update(Extra=copy.deepcopy(t["Resources"]["DatabaseConnectPermissionSet"]))),
+        ("rds-db in a role's inline policy", lambda t: t["Resources"].update(Extra={"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}, "Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "RDS-DB:Connect", "Resource": "*"}]}}]}})),
+        ("role allowed everything", lambda t: t["Resources"].update(Extra={"Type": "AWS::IAM::Role", "Properties": {"Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}}]}})),
+        ("role allowed all but S3", lambda t: t["Resources"].update(Extra={"Type": "AWS::IAM::Role", "Properties": {"Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}]}}]}})),
+        ("rds-db in another permission set", lambda t: t["Resources"].update(Extra={"Type": "AWS::SSO::PermissionSet", "Properties": {"InstanceArn": {"Ref": "IdentityCenterInstanceArn"}, "Name": "x", "InlinePolicy": {"Statement": [{"Effect": "Allow", "Action": "rds-db:c*", "Resource": "*"}]}}})),
+        ("rds-db in another permission set, as text", lambda t: t["Resources"].update(Extra={"Type": "AWS::SSO::PermissionSet", "Properties": {"InstanceArn": {"Ref": "IdentityCenterInstanceArn"}, "Name": "x", "InlinePolicy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}]})}})),
+        ("rds-db in a function's policy", lambda t: fn(t)["Policies"].append({"Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:db-ABC/app"}}]})),
+        ("SAM policy template on a function", lambda t: fn(t)["Policies"].append({"RDSFullAccessPolicy": {}})),
+        ("Identity Center attributes for access control", lambda t: t["Resources"].update(Extra={"Type": "AWS::SSO::InstanceAccessControlAttributeConfiguration", "Properties": {"InstanceArn": {"Ref": "IdentityCenterInstanceArn"}, "AccessControlAttributes": [{"Key": "Username", "Value": {"Source": ["${path:userName}"]}}]}})),
         ("hook describes anything", lambda t: describe_statement("OktaHookFunction")(t).update(Resource="*")),
         ("hook may modify databases", lambda t: describe_statement("OktaHookFunction")(t)["Action"].append("rds:ModifyDBInstance")),
         ("reconcile has rds:*", lambda t: describe_statement("ReconcileFunction")(t).update(Action="rds:*")),
