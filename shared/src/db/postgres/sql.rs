@@ -450,20 +450,39 @@ WHERE m.member = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname = sess
 /// Whether the session runs as the master itself (no role was set for it at login).
 pub const SESSION_IS_MASTER: &str = "SELECT current_user = session_user";
 
+/// The roles `$1` (oid, name), found through the name index: `pg_stat_activity` joins every role of the
+/// cluster on each call, which costs milliseconds per poll with thousands of roles. The text comparison
+/// keeps the match exact (a cast to `name` truncates at 63 bytes).
+macro_rules! session_roles {
+    () => {
+        "r AS MATERIALIZED (
+  SELECT a.oid, a.rolname::text AS role FROM pg_catalog.pg_roles a
+  WHERE a.rolname = ANY($1::text[]::name[]) AND a.rolname::text = ANY($1::text[]))"
+    };
+}
+
 /// Signal every session of the roles `$1` to terminate (no wait): `(pid, role)` of each session signalled.
 /// The sessions are selected first (a materialized CTE), so no other backend is ever signalled whatever
 /// order the planner would evaluate the conditions in.
-pub const TERMINATE_SESSIONS: &str = "
-WITH s AS MATERIALIZED (
-  SELECT pid, usename::text AS role FROM pg_catalog.pg_stat_activity
-  WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid())
-SELECT pid, role FROM s WHERE pg_catalog.pg_terminate_backend(pid)";
+pub const TERMINATE_SESSIONS: &str = concat!(
+    "WITH ",
+    session_roles!(),
+    ",
+s AS MATERIALIZED (
+  SELECT s.pid, r.role FROM pg_catalog.pg_stat_get_activity(NULL) s JOIN r ON r.oid = s.usesysid
+  WHERE s.pid <> pg_catalog.pg_backend_pid())
+SELECT pid, role FROM s WHERE pg_catalog.pg_terminate_backend(pid)"
+);
 
 /// Sessions left per role of `$1`: `(role, count)`, only roles that have some.
-pub const COUNT_SESSIONS: &str = "
-SELECT usename::text, pg_catalog.count(*)::bigint FROM pg_catalog.pg_stat_activity
-WHERE usename::text = ANY($1::text[]) AND pid <> pg_catalog.pg_backend_pid()
-GROUP BY usename";
+pub const COUNT_SESSIONS: &str = concat!(
+    "WITH ",
+    session_roles!(),
+    "
+SELECT r.role, pg_catalog.count(*)::bigint FROM pg_catalog.pg_stat_get_activity(NULL) s
+JOIN r ON r.oid = s.usesysid WHERE s.pid <> pg_catalog.pg_backend_pid()
+GROUP BY r.role"
+);
 
 /// Whether the master user (`session_user`) has the privileges of the IAM role (`$1`), which would make RDS
 /// refuse its password. Checked with `USAGE` (inherited privileges), which is what RDS's check follows.
