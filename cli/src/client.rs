@@ -105,7 +105,7 @@ pub fn psql(
         conninfo.push_str(&format!(" hostaddr={}", conninfo_value(addr)));
     }
     conninfo.push_str(&format!(
-        " port={port} dbname={} user={} sslmode=verify-full sslrootcert={}",
+        " port={port} dbname={} user={} sslmode=verify-full sslrootcert={} gssencmode=disable",
         conninfo_value(database),
         conninfo_value(user),
         conninfo_value(&ca_file.display().to_string()),
@@ -181,7 +181,12 @@ pub fn mysql(
         (MysqlFlavor::Mariadb, false) => {
             args.extend(["--ssl".into(), "--ssl-verify-server-cert".into()])
         }
-        (MysqlFlavor::Mariadb, true) => args.push("--ssl".into()),
+        // MariaDB's client has no "TLS required, chain verified" mode: with `--ssl` alone it falls back to
+        // plaintext if the server offers no TLS, which would hand the token to whatever answers on the
+        // forwarded port. Verifying fails closed (the name is 127.0.0.1); `connect` refuses this case first.
+        (MysqlFlavor::Mariadb, true) => {
+            args.extend(["--ssl".into(), "--ssl-verify-server-cert".into()])
+        }
     }
     // MariaDB's client sends the cleartext password when the server asks, and warns about this option.
     if flavor == MysqlFlavor::Mysql {
@@ -223,7 +228,7 @@ mod tests {
         assert_eq!(
             s(&inv.args),
             [
-                "--dbname=host='app.xyz.eu-west-1.rds.amazonaws.com' port=5432 dbname='app' user='jane.doe@acme.com' sslmode=verify-full sslrootcert='/tmp/x/ca.pem'",
+                "--dbname=host='app.xyz.eu-west-1.rds.amazonaws.com' port=5432 dbname='app' user='jane.doe@acme.com' sslmode=verify-full sslrootcert='/tmp/x/ca.pem' gssencmode=disable",
                 "-c",
                 "select 1"
             ]
@@ -238,7 +243,7 @@ mod tests {
         assert_eq!(
             s(&inv.args),
             [
-                "--dbname=host='app.xyz.eu-west-1.rds.amazonaws.com' hostaddr='127.0.0.1' port=40001 dbname='o\\'k\\\\' user='u' sslmode=verify-full sslrootcert='/c'"
+                "--dbname=host='app.xyz.eu-west-1.rds.amazonaws.com' hostaddr='127.0.0.1' port=40001 dbname='o\\'k\\\\' user='u' sslmode=verify-full sslrootcert='/c' gssencmode=disable"
             ]
         );
     }

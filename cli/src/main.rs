@@ -321,6 +321,22 @@ async fn connect(c: Connect<'_>) -> Result<ExitCode, String> {
     };
     okta_rds_sync::tls::parse_bundle(&pem, &origin).map_err(|e| e.to_string())?;
     let ca = client::CaFile::write(&pem)?;
+    if c.via_ssm.is_some()
+        && target.engine == Engine::Mysql
+        && client::MysqlFlavor::detect(&program) == client::MysqlFlavor::Mariadb
+    {
+        return Err(format!(
+            "--via-ssm with MariaDB's mysql client ({}) is refused: through the forwarded port it cannot both \
+             require TLS and verify the server (its --ssl falls back to plaintext, which would hand your token to \
+             whatever answers on the port). Use Oracle's MySQL client (8.0+), or connect without --via-ssm.",
+            program.display()
+        ));
+    }
+    // Ctrl-C belongs to the client (same terminal, same process group): keep ourselves alive so the temp
+    // CA file and the SSM session are cleaned up when it ends. Installed before the session starts, so an
+    // interrupt while it opens does not leave the forward running.
+    let _interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     let aws = match c.via_ssm {
         Some(instance) => Some(ssm::check_tools(
             instance,
@@ -380,10 +396,6 @@ async fn connect(c: Connect<'_>) -> Result<ExitCode, String> {
             c.client_args,
         ),
     };
-    // Ctrl-C belongs to the client (same terminal, same process group): keep ourselves alive so the
-    // temp CA file and the SSM session are cleaned up when it ends.
-    let _interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     let mut child = std::process::Command::new(&program)
         .args(&invocation.args)
         .envs(invocation.env.iter().map(|(k, v)| (k, v)))

@@ -95,7 +95,11 @@ impl Session {
         let mut session = Self { child, local_port };
         let deadline = Instant::now() + timeout;
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", local_port)).is_ok() {
+            // The port must be the session's: a listener while the session has already ended is someone
+            // else's (another local user may bind a port between our choice and the session's).
+            if std::net::TcpStream::connect(("127.0.0.1", local_port)).is_ok()
+                && matches!(session.child.try_wait(), Ok(None))
+            {
                 return Ok(session);
             }
             if let Ok(Some(status)) = session.child.try_wait() {

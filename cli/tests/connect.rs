@@ -514,4 +514,11 @@ async fn mysql_logs_in_with_the_token_over_verified_tls() {
         }
         None => eprintln!("host name check not exercised: no second name for 127.0.0.1 here"),
     }
+
+    // Through an SSM forward MariaDB's client could only require TLS without verifying the server, and its
+    // --ssl falls back to plaintext: refused before any session or token.
+    let out = run(&["--via-ssm".as_ref(), "i-0123456789abcdef0".as_ref()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
 }
