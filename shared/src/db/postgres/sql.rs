@@ -21,9 +21,12 @@ pub const COMMENT_PREFIX: &str = "okta-rds-sync:";
 ///   Lambda sandbox) releases its locks within seconds instead of blocking every other delivery;
 /// - read-write, read-committed transactions whatever the database's or the role's defaults say (a
 ///   database owner could otherwise make every transaction read-only and stop all offboarding).
+/// - `jit=off`: the catalog reads are estimated over every role of the cluster, and with a few thousand
+///   roles their cost passes `jit_above_cost`: each execution then spent ~30 ms compiling (LLVM) a query
+///   that runs in 2 ms.
 pub const SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp -c statement_timeout=10000 \
      -c idle_in_transaction_session_timeout=5000 -c lock_timeout=2000 -c default_transaction_read_only=off \
-     -c default_transaction_isolation=read\\ committed -c default_transaction_deferrable=off";
+     -c default_transaction_isolation=read\\ committed -c default_transaction_deferrable=off -c jit=off";
 
 /// After connecting: drop any role a setting made the session assume, and (PostgreSQL 17+) any
 /// `transaction_timeout` a setting imposed, which no startup option could name on older servers.
@@ -746,6 +749,7 @@ mod tests {
                 .any(|w| w == ["-c", "search_path=pg_catalog,pg_temp"])
         );
         assert!(options.iter().any(|o| o.starts_with("statement_timeout=")));
+        assert!(options.contains(&"jit=off"));
         assert!(
             options
                 .iter()
