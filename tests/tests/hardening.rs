@@ -1003,7 +1003,7 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
     let su = env.superuser().await;
     su.batch_execute(&format!(
         "ALTER ROLE {m} SET search_path = public, pg_catalog; ALTER ROLE {m} SET statement_timeout = 0;
-         ALTER DATABASE {d} SET idle_in_transaction_session_timeout = 0",
+         ALTER ROLE {m} SET jit = on; ALTER DATABASE {d} SET idle_in_transaction_session_timeout = 0",
         m = env.master,
         d = env.database
     ))
@@ -1025,6 +1025,8 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
             .unwrap(),
         "5s"
     );
+    // JIT would compile the catalog reads (estimated over every role) on each execution.
+    assert_eq!(pg.show("jit").await.unwrap(), "off");
 }
 
 #[tokio::test]
