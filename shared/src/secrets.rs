@@ -2,7 +2,9 @@
 //! `aws_secretsmanager_caching` client. A forced refresh bypasses the cache (password rotation).
 //! Secret values never appear in errors, logs or `Debug` output.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
@@ -21,6 +23,9 @@ pub enum SecretError {
 /// Cached access to Secrets Manager.
 pub struct Secrets {
     cache: SecretsManagerCachingClient,
+    /// One read at a time per secret: concurrent first reads (at cold start, the warm-up and the first
+    /// request both want the hook secret) wait for one call instead of each making its own.
+    gates: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Hand-written: the caching client's own `Debug` prints the cached secret values.
@@ -41,11 +46,24 @@ impl Secrets {
                 message: e.to_string(),
             }
         })?;
-        Ok(Self { cache })
+        Ok(Self {
+            cache,
+            gates: std::sync::Mutex::default(),
+        })
+    }
+
+    fn gate(&self, arn: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.entry(arn.to_owned()).or_default().clone()
     }
 
     /// The SecretString of `arn`, from the cache unless `refresh` (then from Secrets Manager).
     pub async fn get(&self, arn: &str, refresh: bool) -> Result<String, SecretError> {
+        let gate = self.gate(arn);
+        let _one_read_at_a_time = gate.lock().await;
         let value = match self.cache.get_secret_value(arn, None, None, refresh).await {
             Ok(v) => v,
             Err(e) => {
