@@ -88,7 +88,8 @@ impl HookApp {
     /// finds both ready. Spawned at start-up beside the runtime's first poll; failures are logged and left
     /// to the first delivery, which tries again.
     pub async fn warm_up(&self) {
-        let (secret, ()) = tokio::join!(self.hook_secret(false), self.engine.warm_up());
+        // The database's secret is asked first: its chain (secret, connect, bootstrap) is the long one.
+        let ((), secret) = tokio::join!(self.engine.warm_up(), self.hook_secret(false));
         if let Err(e) = secret {
             tracing::warn!(error = %e, "warm-up: hook secret not read yet");
         }
