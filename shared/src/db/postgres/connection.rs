@@ -129,27 +129,27 @@ pub async fn connect(
             tracing::warn!(%target, error = %e, "database connection closed");
         }
     });
-    let server_version: i32 = client
-        .query_typed_one(sql::SERVER_VERSION, &[])
+    let started = client
+        .simple_query(sql::SESSION_START)
         .await
-        .map_err(pg("server version"))?
-        .get(0);
-    // The reset, then who the session runs as: one round trip.
-    let reset_then_check = format!(
-        "{}; {}",
-        sql::session_reset(server_version),
-        sql::SESSION_IS_MASTER
-    );
-    let as_master = client
-        .simple_query(&reset_then_check)
-        .await
-        .map_err(pg("session settings"))?
+        .map_err(pg("session settings"))?;
+    // The last row is the check's: (master, version).
+    let (as_master, server_version) = started
         .iter()
+        .rev()
         .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "t"),
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some((
+                row.try_get("master").ok().flatten() == Some("t"),
+                row.try_get("version")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.parse::<i32>().ok()),
+            )),
             _ => None,
         })
-        .unwrap_or(false);
+        .unwrap_or((false, None));
+    let server_version = server_version
+        .ok_or_else(|| SyncError::transient("session settings: no server version in the answer"))?;
     if !as_master {
         return Err(SyncError::permanent(format!(
             "target {}: the session does not run as the master user; refusing to continue",

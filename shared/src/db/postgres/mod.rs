@@ -157,23 +157,43 @@ impl Backend for PgBackend {
     const IAM_REMOVED_ON_OFFBOARD: bool = true;
     const TRANSACTIONAL_DDL: bool = true;
 
+    /// Connected, bootstrapped, and every statement a delivery runs prepared (all in one round trip).
     async fn ready(&mut self, secrets: &Secrets) -> Result<(), SyncError> {
-        if self.link.alive().await {
+        if self.bootstrapped && self.link.alive().await {
             return Ok(());
         }
         let conn = self.link.reconnect(&self.settings.cfg, secrets).await?;
-        if !self.bootstrapped {
-            bootstrap::bootstrap(&self.settings, &conn.client).await?;
-            self.bootstrapped = true;
-        }
-        // The state tables exist now: every statement a delivery runs is prepared in one round trip.
         let mut statements = self.settings.state.statements();
         statements.extend([
             sql::TERMINATE_SESSIONS,
             sql::COUNT_SESSIONS,
             sql::REMAINING_MEMBERSHIPS,
         ]);
-        conn.statements.prepare_all(&conn.client, &statements).await
+        let connection::Connection {
+            client,
+            statements: prepared,
+            ..
+        } = conn;
+        if self.bootstrapped {
+            return prepared.prepare_all(client, &statements).await;
+        }
+        // The survey and the statements go out together: on a current target (every cold start but the
+        // first) that is one round trip. Preparing only parses, so nothing runs before the checks pass;
+        // statements of a state schema that did not exist yet are prepared again once it does.
+        let (checked, early) = tokio::join!(
+            bootstrap::bootstrap(&self.settings, client),
+            prepared.prepare_all(client, &statements)
+        );
+        if let Err(e) = checked {
+            // Not kept: the next attempt connects and runs every check again.
+            self.link.conn = None;
+            return Err(e);
+        }
+        self.bootstrapped = true;
+        if early.is_err() {
+            prepared.prepare_all(client, &statements).await?;
+        }
+        Ok(())
     }
 
     fn names(&self) -> NameRules {

@@ -28,21 +28,16 @@ pub const SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp -c statemen
      -c idle_in_transaction_session_timeout=5000 -c lock_timeout=2000 -c default_transaction_read_only=off \
      -c default_transaction_isolation=read\\ committed -c default_transaction_deferrable=off -c jit=off";
 
-/// After connecting: drop any role a setting made the session assume, and (PostgreSQL 17+) any
-/// `transaction_timeout` a setting imposed, which no startup option could name on older servers.
-pub fn session_reset(server_version: i32) -> String {
-    let mut reset = String::from("SET ROLE NONE");
-    if server_version >= 170_000 {
-        reset.push_str("; SET transaction_timeout = 0");
-    }
-    if server_version >= 160_000 {
-        reset.push_str("; SET createrole_self_grant = ''");
-    }
-    reset
-}
-
-/// `server_version_num` of the server, as an integer (e.g. 150019).
-pub const SERVER_VERSION: &str = "SELECT pg_catalog.current_setting('server_version_num')::int";
+/// Run on every new connection, in one round trip: drop any role a setting made the session assume, and
+/// any `transaction_timeout` (PostgreSQL 17+) or `createrole_self_grant` (16+) a setting imposed, which no
+/// startup option could name on older servers (`current_setting(name, true)` is NULL where a setting does
+/// not exist); then whether the session runs as the master, and `server_version_num` (e.g. 150019).
+pub const SESSION_START: &str = "SET ROLE NONE;
+SELECT pg_catalog.set_config('transaction_timeout', '0', false)
+  WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL;
+SELECT pg_catalog.set_config('createrole_self_grant', '', false)
+  WHERE pg_catalog.current_setting('createrole_self_grant', true) IS NOT NULL;
+SELECT current_user = session_user AS master, pg_catalog.current_setting('server_version_num') AS version";
 
 /// Whether the kept connection still answers.
 pub const PING: &str = "SELECT 1";
@@ -450,9 +445,6 @@ WHERE m.member = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname = sess
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members k JOIN pg_catalog.pg_roles g ON g.oid = k.roleid
               WHERE k.member = r.oid AND g.rolname::text = $1::text)";
 
-/// Whether the session runs as the master itself (no role was set for it at login).
-pub const SESSION_IS_MASTER: &str = "SELECT current_user = session_user";
-
 /// The roles `$1` (oid, name), found through the name index: `pg_stat_activity` joins every role of the
 /// cluster on each call, which costs milliseconds per poll with thousands of roles. The text comparison
 /// keeps the match exact (a cast to `name` truncates at 63 bytes).
@@ -683,10 +675,9 @@ mod tests {
                 PRIVILEGED_ROLES,
                 EXISTING_ROLES,
                 REMAINING_MEMBERSHIPS,
-                SERVER_VERSION,
+                SESSION_START,
                 PING,
                 MASTER_IN_MARKED_ROLES,
-                SESSION_IS_MASTER,
                 STATE_SCHEMA_OWNERSHIP,
                 USER_SAVEPOINT,
                 RELEASE_USER_SAVEPOINT,
@@ -697,7 +688,6 @@ mod tests {
             ]
             .map(str::to_owned),
         );
-        all.push(session_reset(170_000));
         all.push(create_marker_role("m").unwrap());
         for step in [
             Step::Create { role: "r".into() },
