@@ -388,14 +388,16 @@ impl StateSql {
                    UPDATE {users} u SET role_name = x.role_name, role_oid = x.role_oid, updated_at = pg_catalog.now()
                    FROM (SELECT y.okta_id, y.role_name, o.oid AS role_oid
                          FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS y (okta_id, role_name)
-                         LEFT JOIN pg_catalog.pg_roles o ON o.rolname::text = y.role_name) AS x
+                         LEFT JOIN pg_catalog.pg_roles o
+                           ON o.rolname = y.role_name::name AND o.rolname::text = y.role_name) AS x
                    WHERE u.okta_id = x.okta_id
                      AND (u.role_name IS DISTINCT FROM x.role_name OR u.role_oid IS DISTINCT FROM x.role_oid)
                    RETURNING 1),
                  a AS ({} RETURNING 1)
                  SELECT (SELECT pg_catalog.count(*) FROM r) + (SELECT pg_catalog.count(*) FROM a) >= 0,
                         COALESCE((SELECT pg_catalog.pg_has_role(session_user, i.oid, 'USAGE')
-                                  FROM pg_catalog.pg_roles i WHERE i.rolname::text = $12::text), false)",
+                                  FROM pg_catalog.pg_roles i
+                                  WHERE i.rolname = $12::text::name AND i.rolname::text = $12::text), false)",
                 insert_audit(3)
             ),
             insert_audit: insert_audit(1),
@@ -410,7 +412,10 @@ impl StateSql {
             ),
             read_roles: format!(
                 "WITH rec AS (SELECT u.role_oid, pg_catalog.min(u.okta_id) AS okta_id FROM {users} u
-                              WHERE u.okta_id = ANY($5::text[]) AND u.role_oid IS NOT NULL GROUP BY u.role_oid)
+                              WHERE u.okta_id = ANY($5::text[]) AND u.role_oid IS NOT NULL GROUP BY u.role_oid),
+                      wanted AS (SELECT n.oid FROM pg_catalog.unnest($1::text[]) AS w (name)
+                                   JOIN pg_catalog.pg_roles n ON n.rolname = w.name::name AND n.rolname::text = w.name
+                                 UNION SELECT rec.role_oid FROM rec)
                  SELECT r.rolname::text,
                         r.rolcanlogin,
                         (r.rolsuper OR r.rolname::text = ANY($3::text[]) OR r.rolname = session_user
@@ -428,8 +433,7 @@ impl StateSql {
                         ARRAY(SELECT h.rolname::text FROM pg_catalog.pg_auth_members m
                               JOIN pg_catalog.pg_roles h ON h.oid = m.member
                               WHERE m.roleid = r.oid AND h.rolname <> session_user) AS held_by
-                 FROM pg_catalog.pg_roles r LEFT JOIN rec ON rec.role_oid = r.oid
-                 WHERE r.rolname::text = ANY($1::text[]) OR rec.role_oid IS NOT NULL"
+                 FROM wanted JOIN pg_catalog.pg_roles r ON r.oid = wanted.oid LEFT JOIN rec ON rec.role_oid = r.oid"
             ),
         })
     }
@@ -445,14 +449,15 @@ WHERE m.member = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname = sess
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members k JOIN pg_catalog.pg_roles g ON g.oid = k.roleid
               WHERE k.member = r.oid AND g.rolname::text = $1::text)";
 
-/// The roles `$1` (oid, name), found through the name index: `pg_stat_activity` joins every role of the
-/// cluster on each call, which costs milliseconds per poll with thousands of roles. The text comparison
-/// keeps the match exact (a cast to `name` truncates at 63 bytes).
+/// The roles `$1` (oid, name), joined to the catalog by name (`pg_stat_activity` joins every role of the
+/// cluster on each call, and `rolname = ANY($1)` compares every role with every name: milliseconds per poll
+/// with thousands of roles). The text comparison keeps the match exact (a cast to `name` truncates at 63
+/// bytes).
 macro_rules! session_roles {
     () => {
         "r AS MATERIALIZED (
-  SELECT a.oid, a.rolname::text AS role FROM pg_catalog.pg_roles a
-  WHERE a.rolname = ANY($1::text[]::name[]) AND a.rolname::text = ANY($1::text[]))"
+  SELECT DISTINCT a.oid, a.rolname::text AS role FROM pg_catalog.unnest($1::text[]) AS w (name)
+  JOIN pg_catalog.pg_roles a ON a.rolname = w.name::name AND a.rolname::text = w.name)"
     };
 }
 
@@ -482,7 +487,7 @@ GROUP BY r.role"
 /// Whether the master user (`session_user`) has the privileges of the IAM role (`$1`), which would make RDS
 /// refuse its password. Checked with `USAGE` (inherited privileges), which is what RDS's check follows.
 pub const MASTER_INHERITS_ROLE: &str = "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'USAGE')
-     FROM pg_catalog.pg_roles r WHERE r.rolname::text = $1::text";
+     FROM pg_catalog.pg_roles r WHERE r.rolname = $1::text::name AND r.rolname::text = $1::text";
 
 /// Mapped roles (`$1`) that would let a person bypass IAM authentication or escalate.
 pub const PRIVILEGED_ROLES: &str = "
