@@ -56,27 +56,53 @@ pub async fn read_roles(
         .collect())
 }
 
-/// Every user's steps, rendered: a script of statements, or why there is none.
+/// Every user's steps, rendered: a script of statements, or why there is none. A new role takes its
+/// memberships and LOGIN in its `CREATE ROLE` (see [`sql::render_create`]).
 fn render(settings: &PgSettings, plan: &UserPlan) -> Result<String, String> {
+    let marker = &settings.cfg.marker_role;
+    let iam = settings.cfg.iam_role();
     let mut statements = Vec::new();
-    for step in &plan.steps {
+    let mut steps: &[Step] = &plan.steps;
+    if let Some((Step::Create { role }, rest)) = steps.split_first() {
+        let folded = rest
+            .iter()
+            .take_while(|s| match s {
+                Step::Grant { to, .. } => to == role,
+                Step::EnableIam { role: r } => r == role,
+                Step::SetLogin { role: r, login } => r == role && *login,
+                _ => false,
+            })
+            .count();
+        let mut member_of = vec![marker.as_str()];
+        let mut login = false;
+        for step in &rest[..folded] {
+            match step {
+                Step::Grant { granted, .. } => member_of.push(granted),
+                Step::EnableIam { .. } => member_of.push(iam),
+                _ => login = true,
+            }
+        }
         statements.extend(
-            sql::render_step(
-                step,
-                &settings.cfg.marker_role,
-                settings.cfg.iam_role(),
-                &plan.okta_id,
-            )
-            .map_err(|e| e.to_string())?,
+            sql::render_create(role, login, &member_of, &plan.okta_id)
+                .map_err(|e| e.to_string())?,
         );
+        steps = &rest[folded..];
+    }
+    for step in steps {
+        statements
+            .extend(sql::render_step(step, marker, iam, &plan.okta_id).map_err(|e| e.to_string())?);
     }
     Ok(statements.join(";\n"))
 }
 
-/// Run every user's steps: all in one round trip, each user inside a savepoint; if a statement fails,
-/// everything is rolled back to before the first user and each user runs on their own, so one user's
-/// failure (a permission error, a name taken meanwhile) is reported for that user only. A transient error
-/// aborts the unit (`Err`).
+/// Run every user's steps: all in one round trip inside one savepoint; if a statement fails, everything
+/// is rolled back to before the first user and each user runs on their own, inside a savepoint of their
+/// own, so one user's failure (a permission error, a name taken meanwhile) is reported for that user only.
+/// A transient error aborts the unit (`Err`).
+///
+/// The batch has no savepoint per user: the fallback makes them useless there, and each is two more
+/// statements and a subtransaction with its own XID (past 64 of them, other sessions' snapshots overflow
+/// to `pg_subtrans`).
 pub async fn run_steps(
     tx: &Transaction<'_>,
     settings: &PgSettings,
@@ -102,11 +128,8 @@ pub async fn run_steps(
     }
     let mut batch = String::from(sql::ALL_USERS_SAVEPOINT);
     for script in &runnable {
-        batch.push_str(&format!(
-            ";\n{};\n{script};\n{}",
-            sql::USER_SAVEPOINT,
-            sql::RELEASE_USER_SAVEPOINT
-        ));
+        batch.push_str(";\n");
+        batch.push_str(script);
     }
     batch.push_str(";\n");
     batch.push_str(sql::RELEASE_ALL_USERS_SAVEPOINT);

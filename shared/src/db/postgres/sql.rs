@@ -186,6 +186,31 @@ pub fn render_step(
     })
 }
 
+/// A new role with its first memberships (`member_of`, the marker first) and, if `login`, LOGIN, in one
+/// `CREATE ROLE … IN ROLE …`, then its comment: two statements where a statement per step made six (a
+/// 100-user onboarding ran 600 DDL statements). Same checks and grantor as `GRANT`.
+pub fn render_create(
+    role: &str,
+    login: bool,
+    member_of: &[&str],
+    okta_id: &str,
+) -> Result<Vec<String>, IdentError> {
+    if !is_okta_id(okta_id) {
+        return Err(IdentError::NotOktaId(okta_id.to_owned()));
+    }
+    let r = quote_ident(role)?;
+    let roles = member_of
+        .iter()
+        .map(|m| quote_ident(m))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    let login = if login { "LOGIN" } else { "NOLOGIN" };
+    Ok(vec![
+        format!("CREATE ROLE {r} {login} IN ROLE {roles}"),
+        format!("COMMENT ON ROLE {r} IS '{COMMENT_PREFIX}{okta_id}'"),
+    ])
+}
+
 /// DDL of the state schema. Idempotent; run under an advisory lock.
 pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
     let s = quote_ident(schema)?;
@@ -553,6 +578,23 @@ mod tests {
     }
 
     #[test]
+    fn a_new_role_takes_its_memberships_in_its_create() {
+        assert_eq!(
+            render_create("a\"b@x", true, &["m", "g; DROP ROLE x", "rds_iam"], "00u1").unwrap(),
+            vec![
+                "CREATE ROLE \"a\"\"b@x\" LOGIN IN ROLE \"m\", \"g; DROP ROLE x\", \"rds_iam\"",
+                "COMMENT ON ROLE \"a\"\"b@x\" IS 'okta-rds-sync:00u1'",
+            ]
+        );
+        assert_eq!(
+            render_create("a", false, &["m"], "00u1").unwrap()[0],
+            "CREATE ROLE \"a\" NOLOGIN IN ROLE \"m\""
+        );
+        assert!(render_create("a", true, &["m"], "00u'1").is_err());
+        assert!(render_create("a", true, &["m", "bad\0name"], "00u1").is_err());
+    }
+
+    #[test]
     fn steps_render_with_quoted_names() {
         let r = |step: Step, okta_id: &str| {
             render_step(&step, "okta_rds_sync_managed", "rds_iam", okta_id)
@@ -694,6 +736,7 @@ mod tests {
             .map(str::to_owned),
         );
         all.push(create_marker_role("m").unwrap());
+        all.extend(render_create("r", true, &["m", "g", "rds_iam"], "00u1").unwrap());
         for step in [
             Step::Create { role: "r".into() },
             Step::Rename {
