@@ -451,5 +451,5 @@ async fn round_trips_per_delivery() {
 /// read, the steps (one batch), roles and audit recorded, COMMIT; offboarding then signals the sessions and
 /// audits their end.
 const ONBOARD_ROUND_TRIPS: u64 = 9;
-const FIRST_DELIVERY_ROUND_TRIPS: u64 = 26;
+const FIRST_DELIVERY_ROUND_TRIPS: u64 = 25;
 const OFFBOARD_ROUND_TRIPS: u64 = 11;

@@ -1020,21 +1020,14 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
     .unwrap();
     // Settings that only newer servers know, which no startup option can name on older ones.
     let major = okta_rds_sync_tests::servers().pg_major;
-    if major >= 16 {
-        su.batch_execute(&format!(
-            "ALTER ROLE {} SET createrole_self_grant = 'set, inherit'",
-            env.master
-        ))
-        .await
-        .unwrap();
-    }
-    if major >= 17 {
-        su.batch_execute(&format!(
-            "ALTER ROLE {} SET transaction_timeout = '1ms'",
-            env.master
-        ))
-        .await
-        .unwrap();
+    let newer = [
+        (16, "createrole_self_grant = 'set, inherit'"),
+        (17, "transaction_timeout = '1ms'"),
+    ];
+    for (_, setting) in newer.iter().filter(|(since, _)| major >= *since) {
+        su.batch_execute(&format!("ALTER ROLE {} SET {setting}", env.master))
+            .await
+            .unwrap();
     }
     let secrets = okta_rds_sync::secrets::Secrets::new(
         &okta_rds_sync_tests::sdk_config().await,
