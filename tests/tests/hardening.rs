@@ -1011,6 +1011,7 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
     su.batch_execute(&format!(
         "ALTER ROLE {m} SET search_path = public, pg_catalog; ALTER ROLE {m} SET statement_timeout = 0;
          ALTER ROLE {m} SET jit = on; ALTER DATABASE {d} SET idle_in_transaction_session_timeout = 0;
+         ALTER DATABASE {d} SET exit_on_error = on; ALTER DATABASE {d} SET synchronous_commit = off;
          GRANT {r} TO {m}; ALTER ROLE {m} SET role = {r}",
         m = env.master,
         d = env.database,
@@ -1052,6 +1053,9 @@ async fn every_connection_pins_search_path_and_bounds_its_waits() {
         "none",
         "the session runs as the master"
     );
+    // Every error would end the session (a failed user's step, a statement prepared before bootstrap).
+    assert_eq!(pg.show("exit_on_error").await.unwrap(), "off");
+    assert_eq!(pg.show("synchronous_commit").await.unwrap(), "on");
     if major >= 16 {
         assert_eq!(pg.show("createrole_self_grant").await.unwrap(), "");
     }

@@ -24,9 +24,14 @@ pub const COMMENT_PREFIX: &str = "okta-rds-sync:";
 /// - `jit=off`: the catalog reads are estimated over every role of the cluster, and with a few thousand
 ///   roles their cost passes `jit_above_cost`: each execution then spent ~30 ms compiling (LLVM) a query
 ///   that runs in 2 ms.
+/// - `exit_on_error=off`: with it on (any database owner may set it), every error ends the session: a
+///   statement prepared before the state schema exists, or one user's failed step, would take the whole
+///   connection and every other user's revocation with it.
+/// - `synchronous_commit=on`: a revocation acknowledged to Okta is on disk, whatever the database says.
 pub const SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp -c statement_timeout=10000 \
      -c idle_in_transaction_session_timeout=5000 -c lock_timeout=2000 -c default_transaction_read_only=off \
-     -c default_transaction_isolation=read\\ committed -c default_transaction_deferrable=off -c jit=off";
+     -c default_transaction_isolation=read\\ committed -c default_transaction_deferrable=off -c jit=off \
+     -c exit_on_error=off -c synchronous_commit=on";
 
 /// Run on every new connection, in one round trip: drop any role a setting made the session assume, and
 /// any `transaction_timeout` (PostgreSQL 17+) or `createrole_self_grant` (16+) a setting imposed, which no
@@ -788,6 +793,8 @@ mod tests {
         );
         assert!(options.iter().any(|o| o.starts_with("statement_timeout=")));
         assert!(options.contains(&"jit=off"));
+        assert!(options.contains(&"exit_on_error=off"));
+        assert!(options.contains(&"synchronous_commit=on"));
         assert!(
             options
                 .iter()
