@@ -211,7 +211,8 @@ impl Backend for PgBackend {
         error: &SyncError,
         secrets: &Secrets,
     ) -> Result<bool, SyncError> {
-        if !self.link.closed_by(error) {
+        // Never bootstrapped: there is no kept connection to lose, and `ready` connects and checks again.
+        if !self.bootstrapped || !self.link.closed_by(error) {
             return Ok(false);
         }
         tracing::info!(target = %self.settings.cfg.name, error = %error, "the kept connection was closed; reconnecting");
