@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use serde::Deserialize;
@@ -24,9 +24,16 @@ pub enum SecretError {
 pub struct Secrets {
     cache: SecretsManagerCachingClient,
     /// One read at a time per secret: concurrent first reads (at cold start, the warm-up and the first
-    /// request both want the hook secret) wait for one call instead of each making its own.
-    gates: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// request both want the hook secret) wait for one call instead of each making its own. Each gate
+    /// holds when its secret's last forced refresh began.
+    gates: std::sync::Mutex<HashMap<String, Gate>>,
 }
+
+type Gate = Arc<tokio::sync::Mutex<Option<Instant>>>;
+
+/// How long a read waits for another read of the same secret before making its own call: a stalled call
+/// must not hold every reader of the secret.
+const GATE_WAIT: Duration = Duration::from_secs(1);
 
 /// Hand-written: the caching client's own `Debug` prints the cached secret values.
 impl std::fmt::Debug for Secrets {
@@ -52,7 +59,7 @@ impl Secrets {
         })
     }
 
-    fn gate(&self, arn: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn gate(&self, arn: &str) -> Gate {
         let mut gates = self
             .gates
             .lock()
@@ -62,8 +69,17 @@ impl Secrets {
 
     /// The SecretString of `arn`, from the cache unless `refresh` (then from Secrets Manager).
     pub async fn get(&self, arn: &str, refresh: bool) -> Result<String, SecretError> {
+        let asked = Instant::now();
         let gate = self.gate(arn);
-        let _one_read_at_a_time = gate.lock().await;
+        let mut turn = tokio::time::timeout(GATE_WAIT, gate.lock()).await.ok();
+        // A forced refresh that began after this one was asked for is as fresh as this one would be (after
+        // a password rotation, every reader asks at once).
+        let refreshed_meanwhile = turn
+            .as_deref()
+            .and_then(Option::as_ref)
+            .is_some_and(|began| *began > asked);
+        let refresh = refresh && !refreshed_meanwhile;
+        let began = Instant::now();
         let value = match self.cache.get_secret_value(arn, None, None, refresh).await {
             Ok(v) => v,
             Err(e) => {
@@ -73,6 +89,9 @@ impl Secrets {
                 });
             }
         };
+        if let Some(last) = turn.as_deref_mut().filter(|_| refresh) {
+            *last = Some(began);
+        }
         value
             .secret_string
             .ok_or_else(|| SecretError::NotString { arn: arn.into() })
