@@ -145,17 +145,7 @@ pub fn render_step(
     okta_id: &str,
 ) -> Result<Vec<String>, IdentError> {
     Ok(match step {
-        Step::Create { role } => {
-            if !is_okta_id(okta_id) {
-                return Err(IdentError::NotOktaId(okta_id.to_owned()));
-            }
-            let r = quote_ident(role)?;
-            vec![
-                format!("CREATE ROLE {r} NOLOGIN"),
-                format!("GRANT {} TO {r}", quote_ident(marker)?),
-                format!("COMMENT ON ROLE {r} IS '{COMMENT_PREFIX}{okta_id}'"),
-            ]
-        }
+        Step::Create { role } => render_create(role, false, &[marker], okta_id)?,
         Step::Rename { from, to } => vec![format!(
             "ALTER ROLE {} RENAME TO {}",
             quote_ident(from)?,
@@ -613,8 +603,7 @@ mod tests {
             )
             .unwrap(),
             vec![
-                "CREATE ROLE \"a\"\"b@x\" NOLOGIN",
-                "GRANT \"okta_rds_sync_managed\" TO \"a\"\"b@x\"",
+                "CREATE ROLE \"a\"\"b@x\" NOLOGIN IN ROLE \"okta_rds_sync_managed\"",
                 "COMMENT ON ROLE \"a\"\"b@x\" IS 'okta-rds-sync:00u1'",
             ]
         );
