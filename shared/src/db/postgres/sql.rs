@@ -259,6 +259,12 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
 /// replaced only by a fact with a newer `(published, uuid)` stamp. Membership facts of groups that are not
 /// mapped only update rows that exist: a group mapped once and unmapped since must not keep stale
 /// memberships for the day it is mapped again.
+///
+/// Rows are found by joining the `unnest`ed array, not with `= ANY($n)`, and the catalog reads join the
+/// memberships once instead of a subquery per role: a prepared statement keeps the generic plan it made
+/// while the tables (and `pg_authid`) were small, a sequential scan, and `= ANY` then compares every row
+/// with every element (milliseconds per statement at a few thousand users); joins stay linear whatever
+/// plan stale statistics give.
 #[derive(Debug, Clone)]
 pub struct StateSql {
     /// `$1` delivery id; `$2..$4` events (uuid, type, published): `(new delivery, new uuids)`.
@@ -390,18 +396,15 @@ impl StateSql {
                  RETURNING okta_id"
             ),
             read_facts: format!(
-                "SELECT u.okta_id, u.login, u.status, u.role_name,
-                        ARRAY(SELECT m.group_id FROM {memberships} m
-                              WHERE m.okta_id = u.okta_id AND m.member
-                                AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
-                                                AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))
-                              ORDER BY m.group_id) AS group_ids,
-                        ARRAY(SELECT m.group_name FROM {memberships} m
-                              WHERE m.okta_id = u.okta_id AND m.member
-                                AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
-                                                AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))
-                              ORDER BY m.group_id) AS group_names
-                 FROM {users} u WHERE u.okta_id = ANY($1::text[])"
+                "SELECT u.okta_id, u.login, u.status, u.role_name, g.ids, g.names
+                 FROM pg_catalog.unnest($1::text[]) AS t (id) JOIN {users} u ON u.okta_id = t.id
+                 CROSS JOIN LATERAL (
+                   SELECT COALESCE(pg_catalog.array_agg(m.group_id ORDER BY m.group_id), '{{}}'::text[]) AS ids,
+                          COALESCE(pg_catalog.array_agg(m.group_name ORDER BY m.group_id), '{{}}'::text[]) AS names
+                   FROM {memberships} m
+                   WHERE m.okta_id = u.okta_id AND m.member
+                     AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.group_id = m.group_id
+                                     AND (d.published, d.uuid COLLATE \"C\") >= (m.published, m.uuid COLLATE \"C\"))) AS g"
             ),
             finish: format!(
                 "WITH r AS (
@@ -427,33 +430,44 @@ impl StateSql {
                 "WITH new AS (INSERT INTO {users} (okta_id)
                               SELECT DISTINCT t.u FROM pg_catalog.unnest($1::text[]) AS t (u) ORDER BY 1
                               ON CONFLICT DO NOTHING)
-                 SELECT pg_catalog.count(*) FROM (SELECT okta_id FROM {users} WHERE okta_id = ANY($1::text[])
-                                                   ORDER BY okta_id FOR UPDATE) AS locked"
+                 SELECT pg_catalog.count(*) FROM (SELECT u.okta_id FROM pg_catalog.unnest($1::text[]) AS t (id)
+                                                   JOIN {users} u ON u.okta_id = t.id
+                                                   ORDER BY u.okta_id FOR UPDATE OF u) AS locked"
             ),
             read_roles: format!(
-                "WITH rec AS (SELECT u.role_oid, pg_catalog.min(u.okta_id) AS okta_id FROM {users} u
-                              WHERE u.okta_id = ANY($5::text[]) AND u.role_oid IS NOT NULL GROUP BY u.role_oid),
+                "WITH rec AS (SELECT u.role_oid, pg_catalog.min(u.okta_id) AS okta_id
+                              FROM pg_catalog.unnest($5::text[]) AS t (id) JOIN {users} u ON u.okta_id = t.id
+                              WHERE u.role_oid IS NOT NULL GROUP BY u.role_oid),
                       wanted AS (SELECT n.oid FROM pg_catalog.unnest($1::text[]) AS w (name)
                                    JOIN pg_catalog.pg_roles n ON n.rolname = w.name::name AND n.rolname::text = w.name
-                                 UNION SELECT rec.role_oid FROM rec)
+                                 UNION SELECT rec.role_oid FROM rec),
+                      r AS MATERIALIZED (SELECT a.oid, a.rolname, a.rolcanlogin, a.rolsuper
+                                         FROM wanted JOIN pg_catalog.pg_roles a ON a.oid = wanted.oid),
+                      rds AS MATERIALIZED (SELECT s.oid FROM pg_catalog.pg_roles s
+                                           WHERE s.rolname IN ('rds_superuser', 'rdsadmin', 'rdsrepladmin')),
+                      up AS (SELECT m.member, pg_catalog.array_agg(g.rolname::text) AS member_of,
+                                    pg_catalog.bool_or(g.rolname::text = $2::text) AS managed
+                             FROM r JOIN pg_catalog.pg_auth_members m ON m.member = r.oid
+                             JOIN pg_catalog.pg_roles g ON g.oid = m.roleid GROUP BY m.member),
+                      down AS (SELECT m.roleid, pg_catalog.array_agg(h.rolname::text) AS held_by
+                               FROM r JOIN pg_catalog.pg_auth_members m ON m.roleid = r.oid
+                               JOIN pg_catalog.pg_roles h ON h.oid = m.member
+                               WHERE h.rolname <> session_user GROUP BY m.roleid)
                  SELECT r.rolname::text,
                         r.rolcanlogin,
                         (r.rolsuper OR r.rolname::text = ANY($3::text[]) OR r.rolname = session_user
-                          OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
-                                     WHERE s.rolname IN ('rds_superuser', 'rdsadmin', 'rdsrepladmin')
-                                       AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER'))) AS protected,
-                        pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
-                        ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m
-                              JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
-                        EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
-                                WHERE m.member = r.oid AND g.rolname::text = $2::text) AS managed,
+                          OR EXISTS (SELECT 1 FROM rds WHERE pg_catalog.pg_has_role(r.oid, rds.oid, 'MEMBER'))) AS protected,
+                        d.description AS comment,
+                        COALESCE(up.member_of, '{{}}'::text[]) AS member_of,
+                        COALESCE(up.managed, false) AS managed,
                         pg_catalog.pg_has_role(session_user, r.oid, 'USAGE') AS master_inherits,
                         (r.rolname = session_user OR r.rolname::text = ANY($4::text[])) AS untouchable,
                         rec.okta_id AS recorded_for,
-                        ARRAY(SELECT h.rolname::text FROM pg_catalog.pg_auth_members m
-                              JOIN pg_catalog.pg_roles h ON h.oid = m.member
-                              WHERE m.roleid = r.oid AND h.rolname <> session_user) AS held_by
-                 FROM wanted JOIN pg_catalog.pg_roles r ON r.oid = wanted.oid LEFT JOIN rec ON rec.role_oid = r.oid"
+                        COALESCE(down.held_by, '{{}}'::text[]) AS held_by
+                 FROM r LEFT JOIN up ON up.member = r.oid LEFT JOIN down ON down.roleid = r.oid
+                 LEFT JOIN rec ON rec.role_oid = r.oid
+                 LEFT JOIN pg_catalog.pg_shdescription d
+                   ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass"
             ),
         })
     }
@@ -796,5 +810,21 @@ mod tests {
         let s = StateSql::new("we\"ird").unwrap();
         assert!(s.read_facts.contains("\"we\"\"ird\".\"users\""));
         assert!(state_schema_ddl("s").unwrap()[0].contains("CREATE SCHEMA IF NOT EXISTS \"s\""));
+    }
+
+    /// A generic plan made while the table was small scans it and compares each row with each array
+    /// element: state rows are found by joining `unnest`, and the catalog read has no subquery per role.
+    #[test]
+    fn rows_are_found_by_joins_not_any_over_a_table() {
+        let s = StateSql::new("s").unwrap();
+        for sql in s.statements() {
+            assert!(!sql.contains("okta_id = ANY("), "{sql}");
+        }
+        assert!(!s.read_roles.contains("ARRAY(SELECT"), "{}", s.read_roles);
+        assert!(
+            !s.read_roles.contains("shobj_description"),
+            "{}",
+            s.read_roles
+        );
     }
 }
