@@ -284,3 +284,44 @@ async fn the_worker_retries_transient_drops_permanent_and_leaves_poison_to_the_d
         retry_worker::Disposition::Dropped
     );
 }
+
+/// Secrets Manager through a proxy that counts its requests: concurrent reads of one secret make one call,
+/// and a forced refresh that began after a reader asked serves it (after a rotation every reader asks at
+/// once: two calls, not one each).
+#[tokio::test]
+async fn concurrent_reads_of_a_secret_share_one_call() {
+    let _server = SERVER.lock().await;
+    let env = TestEnv::new().await;
+    let moto_port: u16 = servers()
+        .moto_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("moto port");
+    let proxy = okta_rds_sync_tests::proxy::CountingProxy::start(moto_port).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{}", proxy.port))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "static",
+        ))
+        .load()
+        .await;
+    let secrets =
+        okta_rds_sync::secrets::Secrets::new(&sdk, std::time::Duration::from_secs(300)).unwrap();
+    let arn = &env.master_secret_arn;
+
+    let reads = futures_util::future::join_all((0..8).map(|_| secrets.get(arn, false))).await;
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.as_deref().ok() == reads[0].as_deref().ok())
+    );
+    assert!(reads[0].as_ref().unwrap().contains(&env.master));
+    assert_eq!(proxy.round_trips(), 1, "eight first reads, one call");
+
+    let refreshes = futures_util::future::join_all((0..8).map(|_| secrets.get(arn, true))).await;
+    assert!(refreshes.iter().all(Result::is_ok));
+    // The first refresh began before the others asked; the second began after all of them.
+    assert_eq!(proxy.round_trips(), 3, "eight forced refreshes, two calls");
+}
