@@ -260,11 +260,11 @@ pub fn state_schema_ddl(schema: &str) -> Result<Vec<String>, IdentError> {
 /// mapped only update rows that exist: a group mapped once and unmapped since must not keep stale
 /// memberships for the day it is mapped again.
 ///
-/// Rows are found by joining the `unnest`ed array, not with `= ANY($n)`, and the catalog reads join the
-/// memberships once instead of a subquery per role: a prepared statement keeps the generic plan it made
-/// while the tables (and `pg_authid`) were small, a sequential scan, and `= ANY` then compares every row
-/// with every element (milliseconds per statement at a few thousand users); joins stay linear whatever
-/// plan stale statistics give.
+/// Rows are found by joining the distinct elements of the `unnest`ed array, not with `= ANY($n)`, and the
+/// catalog reads join the memberships once instead of a subquery per role: a prepared statement keeps the
+/// generic plan it made while the tables (and `pg_authid`) were small, a sequential scan, and `= ANY` then
+/// compares every row with every element (milliseconds per statement at a few thousand users); joins stay
+/// linear whatever plan stale statistics give.
 #[derive(Debug, Clone)]
 pub struct StateSql {
     /// `$1` delivery id; `$2..$4` events (uuid, type, published): `(new delivery, new uuids)`.
@@ -397,7 +397,8 @@ impl StateSql {
             ),
             read_facts: format!(
                 "SELECT u.okta_id, u.login, u.status, u.role_name, g.ids, g.names
-                 FROM pg_catalog.unnest($1::text[]) AS t (id) JOIN {users} u ON u.okta_id = t.id
+                 FROM (SELECT DISTINCT i.id FROM pg_catalog.unnest($1::text[]) AS i (id)) AS t
+                 JOIN {users} u ON u.okta_id = t.id
                  CROSS JOIN LATERAL (
                    SELECT COALESCE(pg_catalog.array_agg(m.group_id ORDER BY m.group_id), '{{}}'::text[]) AS ids,
                           COALESCE(pg_catalog.array_agg(m.group_name ORDER BY m.group_id), '{{}}'::text[]) AS names
@@ -430,9 +431,11 @@ impl StateSql {
                 "WITH new AS (INSERT INTO {users} (okta_id)
                               SELECT DISTINCT t.u FROM pg_catalog.unnest($1::text[]) AS t (u) ORDER BY 1
                               ON CONFLICT DO NOTHING)
-                 SELECT pg_catalog.count(*) FROM (SELECT u.okta_id FROM pg_catalog.unnest($1::text[]) AS t (id)
-                                                   JOIN {users} u ON u.okta_id = t.id
-                                                   ORDER BY u.okta_id FOR UPDATE OF u) AS locked"
+                 SELECT pg_catalog.count(*)
+                 FROM (SELECT u.okta_id
+                       FROM (SELECT DISTINCT i.id FROM pg_catalog.unnest($1::text[]) AS i (id)) AS t
+                       JOIN {users} u ON u.okta_id = t.id
+                       ORDER BY u.okta_id FOR UPDATE OF u) AS locked"
             ),
             read_roles: format!(
                 "WITH rec AS (SELECT u.role_oid, pg_catalog.min(u.okta_id) AS okta_id
