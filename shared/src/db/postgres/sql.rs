@@ -334,6 +334,16 @@ impl StateSql {
                 p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)
             )
         };
+        // A role's OID by its exact name, from the catalog cache (`to_regrole`) rather than a join with
+        // `pg_roles`, which a generic plan made while the cluster had few roles runs as a scan of them all.
+        // A longer name would be truncated to another role's, and no role has an empty one. `quote_ident`
+        // keeps `to_regrole` from reading a name as an OID (`"123"`) and from folding its case.
+        let role_oid = |name: &str| {
+            format!(
+                "(CASE WHEN pg_catalog.octet_length({name}) BETWEEN 1 AND {PG_MAX_IDENT_BYTES} \
+                 THEN pg_catalog.to_regrole(pg_catalog.quote_ident({name}))::oid END)"
+            )
+        };
         Ok(Self {
             claim: format!(
                 "WITH d AS (INSERT INTO {deliveries} (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id),
@@ -410,19 +420,17 @@ impl StateSql {
             finish: format!(
                 "WITH r AS (
                    UPDATE {users} u SET role_name = x.role_name, role_oid = x.role_oid, updated_at = pg_catalog.now()
-                   FROM (SELECT y.okta_id, y.role_name, o.oid AS role_oid
-                         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS y (okta_id, role_name)
-                         LEFT JOIN pg_catalog.pg_roles o
-                           ON o.rolname = y.role_name::name AND o.rolname::text = y.role_name) AS x
+                   FROM (SELECT y.okta_id, y.role_name, {} AS role_oid
+                         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS y (okta_id, role_name)) AS x
                    WHERE u.okta_id = x.okta_id
                      AND (u.role_name IS DISTINCT FROM x.role_name OR u.role_oid IS DISTINCT FROM x.role_oid)
                    RETURNING 1),
                  a AS ({} RETURNING 1)
                  SELECT (SELECT pg_catalog.count(*) FROM r) + (SELECT pg_catalog.count(*) FROM a) >= 0,
-                        COALESCE((SELECT pg_catalog.pg_has_role(session_user, i.oid, 'USAGE')
-                                  FROM pg_catalog.pg_roles i
-                                  WHERE i.rolname = $12::text::name AND i.rolname::text = $12::text), false)",
-                insert_audit(3)
+                        COALESCE(pg_catalog.pg_has_role(session_user, {}, 'USAGE'), false)",
+                role_oid("y.role_name"),
+                insert_audit(3),
+                role_oid("$12::text")
             ),
             insert_audit: insert_audit(1),
             managed_users: format!("SELECT okta_id FROM {users} WHERE role_name IS NOT NULL"),
