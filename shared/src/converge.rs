@@ -154,6 +154,20 @@ pub trait Unit: Send {
     ) -> impl Future<Output = Result<Option<HashSet<String>>, SyncError>> + Send;
     /// Serialize changes per Okta user until the unit ends.
     fn lock_users(&mut self, ids: &[String]) -> impl Future<Output = Result<(), SyncError>> + Send;
+    /// [`Unit::claim`], then [`Unit::lock_users`] of `lock` (none when empty), in that order; an engine that
+    /// can send both at once overrides it (the claim's answer is not needed to lock).
+    fn claim_and_lock(
+        &mut self,
+        delivery_id: &str,
+        events: &[OktaEvent],
+        lock: &[String],
+    ) -> impl Future<Output = Result<Option<HashSet<String>>, SyncError>> + Send {
+        async move {
+            let claimed = self.claim(delivery_id, events).await?;
+            self.lock_users(lock).await?;
+            Ok(claimed)
+        }
+    }
     /// Record a group's deletion and end the memberships stamped before it; returns their users.
     fn record_group_deletion(
         &mut self,
@@ -318,9 +332,25 @@ impl<B: Backend> TargetRunner<B> {
         };
         let mut unit = self.backend.begin().await?;
 
+        // Which users this delivery touches, and through which events (for the audit trail).
+        let mut touched: BTreeMap<String, Vec<&OktaEvent>> = BTreeMap::new();
+        for e in events {
+            if let Some(u) = &e.user {
+                touched.entry(u.id.clone()).or_default().push(e);
+            }
+        }
+        let mut locked = touched.len() <= cap;
+        let lock: Vec<String> = if locked {
+            touched.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
+
         // A delivery seen before records no facts, but its users are still re-converged: if the first
         // attempt committed and then failed (say, while terminating sessions), Okta's retry finishes it.
-        let claimed = unit.claim(&received.delivery_id, events).await?;
+        let claimed = unit
+            .claim_and_lock(&received.delivery_id, events, &lock)
+            .await?;
         summary.duplicate_delivery = claimed.is_none();
         let refusals: Vec<AuditEntry> = refused
             .iter()
@@ -335,23 +365,11 @@ impl<B: Backend> TargetRunner<B> {
         summary.new_events = fresh.len();
         summary.duplicate_events = events.len() - fresh.len();
 
-        // Which users this delivery touches, and through which events (for the audit trail).
-        let mut touched: BTreeMap<String, Vec<&OktaEvent>> = BTreeMap::new();
-        for e in events {
-            if let Some(u) = &e.user {
-                touched.entry(u.id.clone()).or_default().push(e);
-            }
-        }
         // Users with news in this delivery: only their refusals are audited (again and again would be noise).
         let mut with_news: HashSet<String> = fresh
             .iter()
             .filter_map(|e| e.user.as_ref().map(|u| u.id.clone()))
             .collect();
-        let mut locked = touched.len() <= cap;
-        if locked {
-            let ids: Vec<String> = touched.keys().cloned().collect();
-            unit.lock_users(&ids).await?;
-        }
 
         // Joining a group that is not mapped is not news; leaving any group, or its deletion, always is
         // (the group may have been mapped before: its stored memberships must follow).

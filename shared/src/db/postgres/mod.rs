@@ -302,6 +302,16 @@ impl Unit for PgUnit<'_> {
         store::claim(&mut self.db(), state, delivery_id, events).await
     }
 
+    async fn claim_and_lock(
+        &mut self,
+        delivery_id: &str,
+        events: &[OktaEvent],
+        lock: &[String],
+    ) -> Result<Option<HashSet<String>>, SyncError> {
+        let state = &self.settings.state;
+        store::claim_and_lock(&mut self.db(), state, delivery_id, events, lock).await
+    }
+
     async fn lock_users(&mut self, ids: &[String]) -> Result<(), SyncError> {
         if ids.is_empty() {
             return Ok(());

@@ -89,6 +89,24 @@ impl<C: GenericClient> Db<'_, C> {
     }
 }
 
+/// The events as the claim's bind parameters: uuids, types, published.
+type EventColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>);
+
+fn event_columns(events: &[OktaEvent]) -> EventColumns<'_> {
+    (
+        events.iter().map(|e| e.uuid.as_str()).collect(),
+        events.iter().map(|e| e.kind.as_str()).collect(),
+        events.iter().map(|e| e.published).collect(),
+    )
+}
+
+/// The claim's answer: `None` if the delivery was seen before, else the new event uuids.
+fn claimed(row: &Row) -> Option<HashSet<String>> {
+    let new: bool = row.get(0);
+    let fresh: Vec<String> = row.get(1);
+    new.then(|| fresh.into_iter().collect())
+}
+
 /// Claim a delivery and its events: `None` if the delivery was seen before, else the new event uuids.
 pub async fn claim<C: GenericClient>(
     db: &mut Db<'_, C>,
@@ -96,9 +114,7 @@ pub async fn claim<C: GenericClient>(
     delivery_id: &str,
     events: &[OktaEvent],
 ) -> Result<Option<HashSet<String>>, SyncError> {
-    let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let published: Vec<DateTime<Utc>> = events.iter().map(|e| e.published).collect();
+    let (uuids, types, published) = event_columns(events);
     let row = db
         .query_one(
             &state.claim,
@@ -106,9 +122,46 @@ pub async fn claim<C: GenericClient>(
             "claim delivery",
         )
         .await?;
-    let new: bool = row.get(0);
-    let fresh: Vec<String> = row.get(1);
-    Ok(new.then(|| fresh.into_iter().collect()))
+    Ok(claimed(&row))
+}
+
+/// [`claim`], and the row locks of the users `lock`, in one flight: the driver pipelines the two
+/// statements and the server runs them in order, the claim first (as when each waited for the other).
+pub async fn claim_and_lock<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    state: &StateSql,
+    delivery_id: &str,
+    events: &[OktaEvent],
+    lock: &[String],
+) -> Result<Option<HashSet<String>>, SyncError> {
+    if lock.is_empty() {
+        return claim(db, state, delivery_id, events).await;
+    }
+    let (uuids, types, published) = event_columns(events);
+    let (claim_statement, lock_statement) = (
+        db.statement(&state.claim).await?,
+        db.statement(&state.lock_users).await?,
+    );
+    let client = db.client;
+    let (row, _) = futures_util::future::try_join(
+        async {
+            client
+                .query_one(
+                    &claim_statement,
+                    &[&delivery_id, &uuids, &types, &published],
+                )
+                .await
+                .map_err(pg("claim delivery"))
+        },
+        async {
+            client
+                .query_one(&lock_statement, &[&lock])
+                .await
+                .map_err(pg("lock users"))
+        },
+    )
+    .await?;
+    Ok(claimed(&row))
 }
 
 pub async fn record_group_deletion<C: GenericClient>(
