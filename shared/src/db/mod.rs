@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod mysql;
 pub mod postgres;
 pub mod readers;
+pub mod recheck;
 pub mod roles;
 
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! master, which has no SUPER), then re-checked in the process list until none is left.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -11,6 +10,7 @@ use mysql_async::{Value, params::Params};
 use super::error::{my, server_code};
 use super::sql::list;
 use crate::converge::SessionCounts;
+use crate::db::recheck::Recheck;
 use crate::error::SyncError;
 
 /// "You are not owner of thread" / access denied: the master needs RDS's procedure.
@@ -78,14 +78,14 @@ async fn kill_all(c: &mut Conn, ids: &[u64]) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Kill every connection of `users` and re-check until none is left (bounded, with short growing waits):
+/// Kill every connection of `users` and re-check on [`Recheck`]'s waits until none is left:
 /// per user, `(terminated, remaining)`.
 pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, SyncError> {
     let mut result: SessionCounts = users.iter().map(|u| (u.clone(), (0, 0))).collect();
     let mut killed: BTreeSet<u64> = BTreeSet::new();
-    let mut wait = Duration::from_millis(1);
+    let mut recheck = Recheck::start();
     let mut left = live(c, users).await?;
-    for _ in 0..12 {
+    loop {
         if left.is_empty() {
             break;
         }
@@ -98,8 +98,9 @@ pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, 
                 entry.0 += 1;
             }
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(100));
+        if !recheck.wait().await {
+            break;
+        }
         left = live(c, users).await?;
     }
     let mut remaining: BTreeMap<&str, i64> = BTreeMap::new();

@@ -1,41 +1,34 @@
 //! Live sessions of PostgreSQL roles: signalled, then polled with short growing waits until none is left.
 //!
-//! `pg_terminate_backend(pid)` only signals; a terminated backend is gone in about a millisecond, so the
-//! session view is polled after 1, 2, 4 … ms (each poll signals again whatever is still there, such as a
-//! session that was just starting) instead of `pg_terminate_backend(pid, timeout)`, which sleeps in 100 ms
-//! steps before it looks again.
+//! `pg_terminate_backend(pid)` only signals; a terminated backend is gone in a millisecond or two, so the
+//! session view is polled on [`Recheck`]'s short growing waits (each poll signals again whatever is still
+//! there, such as a session that was just starting) instead of `pg_terminate_backend(pid, timeout)`, which
+//! sleeps in 100 ms steps before it looks again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
-
 use tokio_postgres::Client;
 
 use super::sql;
 use super::store::Db;
 use crate::converge::SessionCounts;
+use crate::db::recheck::Recheck;
 use crate::error::SyncError;
-
-/// How long sessions are polled before the ones left are reported as remaining.
-const KILL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Signal every session of `roles` and poll until none is left: per role, `(terminated, remaining)`.
 pub async fn terminate(
     db: &mut Db<'_, Client>,
     roles: &[String],
 ) -> Result<SessionCounts, SyncError> {
-    let deadline = Instant::now() + KILL_DEADLINE;
+    let mut recheck = Recheck::start();
     let mut signalled: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
-    let mut wait = Duration::from_millis(1);
     let mut left = signal(db, roles).await?;
     loop {
         for (pid, role) in &left {
             signalled.entry(role.clone()).or_default().insert(*pid);
         }
-        if left.is_empty() || Instant::now() + wait > deadline {
+        if left.is_empty() || !recheck.wait().await {
             break;
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(100));
         left = signal(db, roles).await?;
     }
     Ok(roles
