@@ -145,29 +145,17 @@ pub trait Backend: Send {
 
 /// One unit of work on a target: everything between [`Backend::begin`] and [`Unit::finish`].
 pub trait Unit: Send {
-    /// Record the delivery id and, if it was not seen before, its events' uuids: `None` for a delivery seen
-    /// before, else the uuids not seen before.
-    fn claim(
-        &mut self,
-        delivery_id: &str,
-        events: &[OktaEvent],
-    ) -> impl Future<Output = Result<Option<HashSet<String>>, SyncError>> + Send;
-    /// Serialize changes per Okta user until the unit ends.
-    fn lock_users(&mut self, ids: &[String]) -> impl Future<Output = Result<(), SyncError>> + Send;
-    /// [`Unit::claim`], then [`Unit::lock_users`] of `lock` (none when empty), in that order; an engine that
-    /// can send both at once overrides it (the claim's answer is not needed to lock).
+    /// Record the delivery id and, if it was not seen before, its events' uuids, then [`Unit::lock_users`]
+    /// of `lock` (none when empty), in that order: `None` for a delivery seen before, else the uuids not seen
+    /// before. The claim's answer is not needed to lock, so an engine may send both at once.
     fn claim_and_lock(
         &mut self,
         delivery_id: &str,
         events: &[OktaEvent],
         lock: &[String],
-    ) -> impl Future<Output = Result<Option<HashSet<String>>, SyncError>> + Send {
-        async move {
-            let claimed = self.claim(delivery_id, events).await?;
-            self.lock_users(lock).await?;
-            Ok(claimed)
-        }
-    }
+    ) -> impl Future<Output = Result<Option<HashSet<String>>, SyncError>> + Send;
+    /// Serialize changes per Okta user until the unit ends.
+    fn lock_users(&mut self, ids: &[String]) -> impl Future<Output = Result<(), SyncError>> + Send;
     /// Record a group's deletion and end the memberships stamped before it; returns their users.
     fn record_group_deletion(
         &mut self,

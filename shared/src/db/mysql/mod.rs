@@ -263,18 +263,20 @@ impl Backend for MyBackend {
 }
 
 impl Unit for MyUnit<'_> {
-    async fn claim(
+    async fn claim_and_lock(
         &mut self,
         delivery_id: &str,
         events: &[OktaEvent],
+        lock: &[String],
     ) -> Result<Option<HashSet<String>>, SyncError> {
         let tables = &self.settings.tables;
-        if !store::claim_delivery(&mut self.conn.conn, tables, delivery_id).await? {
-            return Ok(None);
-        }
-        Ok(Some(
-            store::claim_events(&mut self.conn.conn, tables, events).await?,
-        ))
+        let claimed = if store::claim_delivery(&mut self.conn.conn, tables, delivery_id).await? {
+            Some(store::claim_events(&mut self.conn.conn, tables, events).await?)
+        } else {
+            None
+        };
+        self.lock_users(lock).await?;
+        Ok(claimed)
     }
 
     async fn lock_users(&mut self, ids: &[String]) -> Result<(), SyncError> {

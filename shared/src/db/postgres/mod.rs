@@ -293,15 +293,6 @@ impl Backend for PgBackend {
 }
 
 impl Unit for PgUnit<'_> {
-    async fn claim(
-        &mut self,
-        delivery_id: &str,
-        events: &[OktaEvent],
-    ) -> Result<Option<HashSet<String>>, SyncError> {
-        let state = &self.settings.state;
-        store::claim(&mut self.db(), state, delivery_id, events).await
-    }
-
     async fn claim_and_lock(
         &mut self,
         delivery_id: &str,
@@ -313,16 +304,8 @@ impl Unit for PgUnit<'_> {
     }
 
     async fn lock_users(&mut self, ids: &[String]) -> Result<(), SyncError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Row locks in the master's own state table: an ordinary login can neither take nor block them
-        // (advisory locks share one namespace with every login).
         let state = &self.settings.state;
-        self.db()
-            .query_one(&state.lock_users, &[&ids], "lock users")
-            .await?;
-        Ok(())
+        store::lock_users(&mut self.db(), state, ids).await
     }
 
     async fn record_group_deletion(

@@ -108,7 +108,7 @@ fn claimed(row: &Row) -> Option<HashSet<String>> {
 }
 
 /// Claim a delivery and its events: `None` if the delivery was seen before, else the new event uuids.
-pub async fn claim<C: GenericClient>(
+async fn claim<C: GenericClient>(
     db: &mut Db<'_, C>,
     state: &StateSql,
     delivery_id: &str,
@@ -125,7 +125,25 @@ pub async fn claim<C: GenericClient>(
     Ok(claimed(&row))
 }
 
-/// [`claim`], and the row locks of the users `lock`, in one flight: the driver pipelines the two
+/// Lock the rows of the users `ids` (made if new) until the unit ends. Row locks in the master's own state
+/// table: an ordinary login can neither take nor block them (advisory locks share one namespace with every
+/// login).
+pub async fn lock_users<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    state: &StateSql,
+    ids: &[String],
+) -> Result<(), SyncError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    db.query_one(&state.lock_users, &[&ids], LOCK_USERS).await?;
+    Ok(())
+}
+
+/// What the lock statement is called in errors.
+const LOCK_USERS: &str = "lock users";
+
+/// [`claim`], and the row locks of the users `lock` ([`lock_users`]), in one flight: the driver pipelines the two
 /// statements and the server runs them in order, the claim first (as when each waited for the other).
 pub async fn claim_and_lock<C: GenericClient>(
     db: &mut Db<'_, C>,
@@ -157,7 +175,7 @@ pub async fn claim_and_lock<C: GenericClient>(
             client
                 .query_one(&lock_statement, &[&lock])
                 .await
-                .map_err(pg("lock users"))
+                .map_err(pg(LOCK_USERS))
         },
     )
     .await?;
