@@ -21,7 +21,7 @@ mod revocation;
 mod stats;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use okta_rds_sync_tests::okta::{User, delivery, event, request_event_json, sample};
 use okta_rds_sync_tests::{READERS_GROUP, TestEnv, function_binary, function_env, servers};
@@ -106,44 +106,83 @@ struct ColdStarts {
     first_delivery: Summary,
 }
 
-/// A new process per sample: process start to the challenge's answer, then a one-event delivery.
-async fn cold_starts(
+/// Waits until `user` has no session left: a function's backend exits after the function (about 2 ms of
+/// CPU on this machine), which would otherwise land on the next sample, ours or the peer's.
+async fn sessions_gone(checker: &tokio_postgres::Client, user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let left: i64 = checker
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = $1",
+                &[&user],
+            )
+            .await
+            .expect("count sessions")
+            .get(0);
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{user}'s sessions did not end");
+}
+
+/// One side of the cold-start comparison: which function, its program and its environment.
+struct Side<'a> {
     who: Who,
-    program: &Path,
-    vars: &[(&str, String)],
+    program: &'a Path,
+    vars: &'a [(&'a str, String)],
+}
+
+/// A new process per sample, ours and the peer's in turn so that both see the same machine (its speed
+/// drifts by half within minutes): process start to the challenge's answer, then a one-event delivery.
+async fn cold_starts(
+    sides: [Side<'_>; 2],
     env: &TestEnv,
     checker: &tokio_postgres::Client,
     iterations: usize,
-) -> ColdStarts {
-    let (mut to_answer, mut first) = (Vec::new(), Vec::new());
+) -> [ColdStarts; 2] {
+    let mut samples: [(Vec<Duration>, Vec<Duration>); 2] = Default::default();
     for i in 0..iterations {
-        let started = Instant::now();
-        let function = Function::spawn(program, vars).await.expect("start");
-        function.invoke(&sample("challenge")).await;
-        to_answer.push(started.elapsed());
-        let (request, users) = onboarding(env, who, &format!("cold{i}"), 1);
-        let (took, body) = function.invoke(&request).await;
-        if who == Who::Ours {
-            assert_applied(&body, 1);
+        for (side, (to_answer, first)) in sides.iter().zip(samples.iter_mut()) {
+            let started = Instant::now();
+            let function = Function::spawn(side.program, side.vars)
+                .await
+                .expect("start");
+            function.invoke(&sample("challenge")).await;
+            to_answer.push(started.elapsed());
+            let (request, users) = onboarding(env, side.who, &format!("cold{i}"), 1);
+            let (took, body) = function.invoke(&request).await;
+            if side.who == Who::Ours {
+                assert_applied(&body, 1);
+            }
+            assert_eq!(
+                onboarded(env, checker, &users).await,
+                1,
+                "{} cold {i}",
+                side.who.title()
+            );
+            first.push(took);
+            drop(function);
+            sessions_gone(checker, &env.master).await;
         }
-        assert_eq!(
-            onboarded(env, checker, &users).await,
-            1,
-            "{} cold {i}",
-            who.title()
-        );
-        first.push(took);
     }
-    ColdStarts {
-        to_answer: Summary::print(
-            &format!("{}: cold start -> first answer", who.title()),
-            to_answer,
-        ),
-        first_delivery: Summary::print(
-            &format!("{}: first delivery after cold start", who.title()),
-            first,
-        ),
-    }
+    let mut summaries = sides
+        .iter()
+        .zip(samples)
+        .map(|(side, (to_answer, first))| ColdStarts {
+            to_answer: Summary::print(
+                &format!("{}: cold start -> first answer", side.who.title()),
+                to_answer,
+            ),
+            first_delivery: Summary::print(
+                &format!("{}: first delivery after cold start", side.who.title()),
+                first,
+            ),
+        });
+    let ours = summaries.next().expect("ours");
+    let peer = summaries.next().expect("peer");
+    [ours, peer]
 }
 
 #[tokio::main]
@@ -170,11 +209,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let checker = env.superuser().await;
-    let ours_cold = cold_starts(Who::Ours, &binary, &ours_env, &env, &checker, iterations).await;
-    let peer_cold = cold_starts(
-        Who::Peer,
-        &peer.bootstrap,
-        &peer.env,
+    let [ours_cold, peer_cold] = cold_starts(
+        [
+            Side {
+                who: Who::Ours,
+                program: &binary,
+                vars: &ours_env,
+            },
+            Side {
+                who: Who::Peer,
+                program: &peer.bootstrap,
+                vars: &peer.env,
+            },
+        ],
         &env,
         &checker,
         iterations,
