@@ -10,23 +10,23 @@ use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_sigv4::sign::v4;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// The signing name of RDS IAM authentication.
 const SERVICE: &str = "rds-db";
 /// How long a token is accepted (RDS's maximum).
 pub const EXPIRES: Duration = Duration::from_secs(900);
 
-/// Percent-encode as SigV4 (and botocore's `percent_encode`) do: everything but `A-Z a-z 0-9 - _ . ~`.
+/// What SigV4 (and botocore's `percent_encode`) leave as is: `A-Z a-z 0-9 - _ . ~`.
+const SIGV4_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encode (UTF-8, upper-case hex) everything but [`SIGV4_UNRESERVED`].
 pub fn uri_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, SIGV4_UNRESERVED).to_string()
 }
 
 /// The token for `username` on `hostname:port`, signed at `time` with `credentials`.
