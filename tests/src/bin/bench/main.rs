@@ -111,15 +111,7 @@ struct ColdStarts {
 async fn sessions_gone(checker: &tokio_postgres::Client, user: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let left: i64 = checker
-            .query_one(
-                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = $1",
-                &[&user],
-            )
-            .await
-            .expect("count sessions")
-            .get(0);
-        if left == 0 {
+        if revocation::pg_sessions(checker, &[user.to_owned()]).await == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;

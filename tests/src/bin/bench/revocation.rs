@@ -35,6 +35,18 @@ async fn pg_checker() -> &'static tokio_postgres::Client {
         .await
 }
 
+/// Live PostgreSQL sessions of `users`, counted by a superuser's `client`.
+pub async fn pg_sessions(client: &tokio_postgres::Client, users: &[String]) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY($1)",
+            &[&users],
+        )
+        .await
+        .expect("count sessions")
+        .get(0)
+}
+
 /// Live sessions held open until dropped.
 enum Sessions {
     Postgres(#[allow(dead_code)] Vec<tokio_postgres::Client>),
@@ -92,15 +104,7 @@ impl Server<'_> {
 
     async fn count(&self, logins: &[String]) -> i64 {
         match self {
-            Server::Postgres(_) => pg_checker()
-                .await
-                .query_one(
-                    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY($1)",
-                    &[&logins],
-                )
-                .await
-                .expect("count sessions")
-                .get(0),
+            Server::Postgres(_) => pg_sessions(pg_checker().await, logins).await,
             Server::MariaDb => {
                 use mysql_async::prelude::Queryable;
                 let mut checker = MY_CHECKER.lock().await;
@@ -250,15 +254,7 @@ pub async fn postgres_floor(env: &TestEnv, iterations: usize) -> Vec<Summary> {
             .expect("terminate");
             let mut wait = Duration::from_millis(1);
             loop {
-                let left: i64 = su
-                    .query_one(
-                        "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY($1)",
-                        &[&logins],
-                    )
-                    .await
-                    .expect("count")
-                    .get(0);
-                if left == 0 {
+                if pg_sessions(&su, &logins).await == 0 {
                     break;
                 }
                 tokio::time::sleep(wait).await;
