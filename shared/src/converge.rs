@@ -415,15 +415,25 @@ impl<B: Backend> TargetRunner<B> {
         }
         unit.finish(true, &[], &received.delivery_id, &[]).await?;
         let users: Vec<(String, Provenance)> = touched.into_iter().collect();
+        // Sessions a batch could not end do not hold back the next batches' revocations: every batch is
+        // converged, then the first such failure makes the delivery retried.
+        let mut sessions_left = None;
         for chunk in users.chunks(cap) {
             let touched: BTreeMap<String, Provenance> = chunk.iter().cloned().collect();
             let converged = self
                 .converge_locked(&touched, None, &batch, &mut summary)
                 .await?;
-            self.kill_sessions(secrets, received, converged.offboarded, &mut summary)
-                .await?;
+            if let Err(e) = self
+                .kill_sessions(secrets, received, converged.offboarded, &mut summary)
+                .await
+            {
+                sessions_left.get_or_insert(e);
+            }
         }
-        Ok(summary)
+        match sessions_left {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
     }
 
     /// Converge every listed and every managed user to a full Okta listing, in batches of
@@ -672,13 +682,21 @@ impl<B: Backend> TargetRunner<B> {
             }
         }
         let ended = killed?;
-        match ended.unreached.into_iter().next() {
+        if let Some((reader, e)) = ended.unreached.into_iter().next() {
             // Transient: the delivery is queued, and its retry ends the sessions on that reader.
-            Some((reader, e)) => Err(SyncError::transient(format!(
+            return Err(SyncError::transient(format!(
                 "sessions on reader {reader} not ended: {e}"
-            ))),
-            None => Ok(()),
+            )));
         }
+        // Sessions still there (ones the master may not end, or that outlived the re-checks): the retry
+        // signals them again.
+        let remaining: i64 = ended.counts.values().map(|(_, remaining)| remaining).sum();
+        if remaining > 0 {
+            return Err(SyncError::transient(format!(
+                "{remaining} session(s) still alive after the kill"
+            )));
+        }
+        Ok(())
     }
 }
 

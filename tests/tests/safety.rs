@@ -546,3 +546,131 @@ async fn a_failed_session_kill_is_finished_by_okta_s_retry() {
         "the retry finished the offboarding"
     );
 }
+
+/// A session the master may not end (here a superuser's, whose role holds the user's) is left and reported,
+/// and Okta is asked to retry, but it must not shield the user's own sessions: `pg_terminate_backend` raises
+/// an error for it, which used to fail the whole kill statement.
+#[tokio::test]
+async fn a_session_the_master_may_not_end_does_not_undo_the_revocation() {
+    let env = TestEnv::new().await;
+    let app = env.app().await;
+    let u = User::new("00u7jsigAbCdEf0h8", &env.login("sig"));
+    onboard(&app, &u).await;
+    let role = env.login("sig");
+    let holder = format!("{}_holder_su", env.prefix);
+    let su = env.superuser().await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {holder} SUPERUSER LOGIN PASSWORD 'holder-pw'; GRANT {} TO {holder}",
+        quote_ident(&role).unwrap()
+    ))
+    .await
+    .expect("a superuser holding the user's role");
+    let held = servers()
+        .connect(&env.database, &holder, "holder-pw")
+        .await
+        .expect("the superuser's session");
+    let user_session = env.open_session_as(&role).await;
+
+    let (status, body) = send(
+        &app,
+        "d2",
+        vec![event("user.lifecycle.deactivate", Some(&u), None, 2, "b")],
+    )
+    .await;
+    // The superuser's session cannot be ended by the master: the delivery is reported as not done.
+    assert_ne!(status, StatusCode::OK, "{body}");
+
+    let after = env.role(&role).await.unwrap();
+    assert!(!after.can_login, "the revocation committed: {after:?}");
+    assert_eq!(after.member_of, set(&[&env.marker_role]));
+    assert!(
+        user_session.simple_query("SELECT 1").await.is_err(),
+        "the user's own session is gone"
+    );
+    assert!(
+        held.simple_query("SELECT 1").await.is_ok(),
+        "the superuser's session is not the master's to end"
+    );
+    let audit = env.audit().await;
+    let outcomes: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .filter(|a| a.event_uuids == "b")
+        .map(|a| (a.action.as_str(), a.outcome.as_str(), a.detail.as_str()))
+        .collect();
+    let (kill, changes) = outcomes.split_last().expect("audited");
+    assert_eq!(changes[0].0, "disable_login", "{outcomes:?}");
+    assert!(
+        changes.iter().all(|(_, outcome, _)| *outcome == "applied"),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        *kill,
+        ("terminate_sessions", "failed", "1 terminated, 1 remaining")
+    );
+
+    drop(held);
+    su.batch_execute(&format!("DROP OWNED BY {holder}; DROP ROLE {holder}"))
+        .await
+        .expect("drop the holder");
+}
+
+/// A delivery bigger than `users_per_transaction` converges in batches: sessions one batch cannot end must
+/// not hold back the revocations of the batches after it.
+#[tokio::test]
+async fn sessions_one_batch_cannot_end_do_not_hold_back_the_next_batches() {
+    let env = TestEnv::new().await;
+    let app = env
+        .app_from(&env.config_with("", "users_per_transaction = 1"))
+        .await;
+    let first = User::new("00u7jba1AbCdEf0h8", &env.login("batch1"));
+    let second = User::new("00u7jba2AbCdEf0h8", &env.login("batch2"));
+    for (i, u) in [&first, &second].into_iter().enumerate() {
+        send_ok(
+            &app,
+            &format!("on{i}"),
+            vec![event(ADD, Some(u), Some(READERS), 1, &format!("a{i}"))],
+        )
+        .await;
+    }
+    let holder = format!("{}_batch_su", env.prefix);
+    let su = env.superuser().await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {holder} SUPERUSER LOGIN PASSWORD 'holder-pw'; GRANT {} TO {holder}",
+        quote_ident(&first.login).unwrap()
+    ))
+    .await
+    .expect("a superuser holding the first user's role");
+    let held = servers()
+        .connect(&env.database, &holder, "holder-pw")
+        .await
+        .expect("the superuser's session");
+    let second_session = env.open_session_as(&second.login).await;
+
+    // Okta ids order the batches: the first user's (with the session left) comes first.
+    let (status, body) = send(
+        &app,
+        "off",
+        vec![
+            event("user.lifecycle.deactivate", Some(&first), None, 2, "d1"),
+            event("user.lifecycle.deactivate", Some(&second), None, 2, "d2"),
+        ],
+    )
+    .await;
+    assert_ne!(status, StatusCode::OK, "{body}");
+    for u in [&first, &second] {
+        assert!(
+            !env.role(&u.login).await.unwrap().can_login,
+            "{} revoked",
+            u.login
+        );
+    }
+    assert!(
+        second_session.simple_query("SELECT 1").await.is_err(),
+        "the second batch's session ended"
+    );
+
+    drop(held);
+    su.batch_execute(&format!("DROP OWNED BY {holder}; DROP ROLE {holder}"))
+        .await
+        .expect("drop the holder");
+}

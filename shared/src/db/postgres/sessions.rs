@@ -6,7 +6,7 @@
 //! sleeps in 100 ms steps before it looks again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 use super::sql;
 use super::store::Db;
@@ -23,10 +23,14 @@ pub async fn terminate(
     let mut signalled: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     let mut left = signal(db, roles).await?;
     loop {
-        for (pid, role) in &left {
-            signalled.entry(role.clone()).or_default().insert(*pid);
+        for session in left.iter().filter(|s| s.signalled) {
+            signalled
+                .entry(session.role.clone())
+                .or_default()
+                .insert(session.pid);
         }
-        if left.is_empty() || !recheck.wait().await {
+        // Sessions the master may not signal will not end by waiting: they are reported as remaining.
+        if left.iter().all(|s| !s.may) || !recheck.wait().await {
             break;
         }
         left = signal(db, roles).await?;
@@ -35,17 +39,34 @@ pub async fn terminate(
         .iter()
         .map(|role| {
             let terminated = signalled.get(role).map_or(0, |p| p.len() as i64);
-            let remaining = left.iter().filter(|(_, r)| r == role).count() as i64;
+            let remaining = left.iter().filter(|s| &s.role == role).count() as i64;
             (role.clone(), (terminated, remaining))
         })
         .collect())
 }
 
-/// Signal the sessions of `roles` that are still there: `(pid, role)` of each.
-async fn signal(
-    db: &mut Db<'_, Client>,
-    roles: &[String],
-) -> Result<Vec<(i32, String)>, SyncError> {
+/// A session of one of the roles, as [`sql::TERMINATE_SESSIONS`] found it.
+struct Session {
+    pid: i32,
+    role: String,
+    /// The master may signal it.
+    may: bool,
+    signalled: bool,
+}
+
+impl From<&Row> for Session {
+    fn from(row: &Row) -> Self {
+        Self {
+            pid: row.get(0),
+            role: row.get(1),
+            may: row.get(2),
+            signalled: row.get(3),
+        }
+    }
+}
+
+/// Signal the sessions of `roles` that are still there (those the master may signal): each of them.
+async fn signal(db: &mut Db<'_, Client>, roles: &[String]) -> Result<Vec<Session>, SyncError> {
     if roles.is_empty() {
         return Ok(Vec::new());
     }
@@ -53,7 +74,7 @@ async fn signal(
         .query(sql::TERMINATE_SESSIONS, &[&roles], "terminate sessions")
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(Session::from)
         .collect())
 }
 

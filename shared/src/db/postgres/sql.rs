@@ -506,17 +506,28 @@ macro_rules! session_roles {
     };
 }
 
-/// Signal every session of the roles `$1` to terminate (no wait): `(pid, role)` of each session signalled.
-/// The sessions are selected first (a materialized CTE), so no other backend is ever signalled whatever
-/// order the planner would evaluate the conditions in.
+/// Signal every session of the roles `$1` to terminate (no wait) that the master may signal:
+/// `(pid, role, may, signalled)` of every session of those roles. The sessions are selected first (a
+/// materialized CTE), so no other backend is ever signalled whatever order the planner would evaluate the
+/// conditions in. `may` is PostgreSQL's own rule (`pg_signal_backend` in signalfuncs.c: a superuser's
+/// session only by a superuser; otherwise having the privileges of its role or of `pg_signal_backend`):
+/// `pg_terminate_backend` raises an error for a session it may not signal, and one such session (a
+/// superuser holding the user's role) would otherwise keep the user's own sessions alive. `signalled` is
+/// false for those, and for a session gone meanwhile.
 pub const TERMINATE_SESSIONS: &str = concat!(
     "WITH ",
     session_roles!(),
     ",
+me AS MATERIALIZED (SELECT m.rolsuper FROM pg_catalog.pg_roles m WHERE m.rolname = current_user),
 s AS MATERIALIZED (
-  SELECT s.pid, r.role FROM pg_catalog.pg_stat_get_activity(NULL) s JOIN r ON r.oid = s.usesysid
+  SELECT s.pid, r.role,
+         (NOT a.rolsuper OR COALESCE((SELECT me.rolsuper FROM me), false))
+           AND (pg_catalog.pg_has_role(r.oid, 'USAGE')
+                OR pg_catalog.pg_has_role('pg_signal_backend', 'USAGE')) AS may
+  FROM pg_catalog.pg_stat_get_activity(NULL) s JOIN r ON r.oid = s.usesysid
+  JOIN pg_catalog.pg_roles a ON a.oid = r.oid
   WHERE s.pid <> pg_catalog.pg_backend_pid())
-SELECT pid, role FROM s WHERE pg_catalog.pg_terminate_backend(pid)"
+SELECT pid, role, may, CASE WHEN may THEN pg_catalog.pg_terminate_backend(pid) ELSE false END FROM s"
 );
 
 /// Sessions left per role of `$1`: `(role, count)`, only roles that have some.
