@@ -449,7 +449,7 @@ async fn round_trips_per_delivery() {
 
 /// The budgets, stated in the README ("Performance"): BEGIN, claim and lock (pipelined), facts written,
 /// facts read, roles read, the steps (one batch), roles and audit recorded, COMMIT; offboarding then signals
-/// the sessions and audits their end.
+/// the sessions, checks once more when the kill has settled (`db::recheck`), and audits their end.
 const ONBOARD_ROUND_TRIPS: u64 = 8;
 const FIRST_DELIVERY_ROUND_TRIPS: u64 = 25;
-const OFFBOARD_ROUND_TRIPS: u64 = 10;
+const OFFBOARD_ROUND_TRIPS: u64 = 11;

@@ -16,25 +16,47 @@ const FIRST: Duration = Duration::from_millis(1);
 const CEILING: Duration = Duration::from_millis(8);
 /// How long sessions are re-checked before the ones left are reported as remaining.
 pub const DEADLINE: Duration = Duration::from_secs(2);
+/// How long after the kill began a check that finds no session is believed. A login that passed the
+/// server's LOGIN check just before the revocation committed is still starting: its session shows in the
+/// session view only when its backend has finished (a millisecond or two later on PostgreSQL; a MySQL
+/// connection is listed under its account only once authenticated).
+const SETTLE: Duration = Duration::from_millis(5);
 
 /// The waits between re-checks of one kill.
 #[derive(Debug)]
 pub struct Recheck {
     next: Duration,
+    started: Instant,
     deadline: Instant,
 }
 
 impl Recheck {
     /// Starts now, ending [`DEADLINE`] from now.
     pub fn start() -> Self {
-        Self::until(Instant::now() + DEADLINE)
+        let now = Instant::now();
+        Self::between(now, now + DEADLINE)
     }
 
-    fn until(deadline: Instant) -> Self {
+    fn between(started: Instant, deadline: Instant) -> Self {
         Self {
             next: FIRST,
+            started,
             deadline,
         }
+    }
+
+    /// Whether a check now that finds no session is believed (see [`SETTLE`]).
+    pub fn settled(&self) -> bool {
+        self.settled_at(Instant::now())
+    }
+
+    /// Sleeps until a check that finds no session is believed: the one check after it confirms.
+    pub async fn settle(&self) {
+        tokio::time::sleep_until((self.started + SETTLE).into()).await;
+    }
+
+    fn settled_at(&self, now: Instant) -> bool {
+        now >= self.started + SETTLE
     }
 
     /// Sleeps before the next re-check; `false` (without sleeping) when that would pass the deadline.
@@ -66,7 +88,7 @@ mod tests {
     #[test]
     fn waits_double_from_one_millisecond_up_to_the_ceiling() {
         let start = Instant::now();
-        let mut recheck = Recheck::until(start + DEADLINE);
+        let mut recheck = Recheck::between(start, start + DEADLINE);
         let waits: Vec<u128> = (0..7)
             .map(|_| {
                 recheck
@@ -81,7 +103,7 @@ mod tests {
     #[test]
     fn no_wait_ends_past_the_deadline() {
         let start = Instant::now();
-        let mut recheck = Recheck::until(start + Duration::from_millis(20));
+        let mut recheck = Recheck::between(start, start + Duration::from_millis(20));
         let mut now = start;
         let mut total = Duration::ZERO;
         while let Some(wait) = recheck.next_wait(now) {
@@ -94,9 +116,25 @@ mod tests {
     }
 
     #[test]
+    fn no_session_is_believed_only_once_a_login_begun_before_the_kill_would_show() {
+        let start = Instant::now();
+        let recheck = Recheck::between(start, start + DEADLINE);
+        assert!(!recheck.settled_at(start));
+        assert!(!recheck.settled_at(start + Duration::from_millis(3)));
+        assert!(recheck.settled_at(start + SETTLE));
+        // With waits of 1, 2, 4 ms, the first check believed comes 7 ms after the kill began.
+        let mut at = start;
+        let mut recheck = Recheck::between(start, start + DEADLINE);
+        while !recheck.settled_at(at) {
+            at += recheck.next_wait(at).expect("before the deadline");
+        }
+        assert_eq!(at - start, Duration::from_millis(7));
+    }
+
+    #[test]
     fn the_whole_deadline_is_used_at_the_ceiling_pace() {
         let start = Instant::now();
-        let mut recheck = Recheck::until(start + DEADLINE);
+        let mut recheck = Recheck::between(start, start + DEADLINE);
         let mut now = start;
         let mut checks = 0;
         while let Some(wait) = recheck.next_wait(now) {

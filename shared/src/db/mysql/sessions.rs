@@ -87,7 +87,13 @@ pub async fn terminate(c: &mut Conn, users: &[String]) -> Result<SessionCounts, 
     let mut left = live(c, users).await?;
     loop {
         if left.is_empty() {
-            break;
+            // Believed once settled, else confirmed by one more check then.
+            if recheck.settled() {
+                break;
+            }
+            recheck.settle().await;
+            left = live(c, users).await?;
+            continue;
         }
         let ids: Vec<u64> = left.iter().map(|(id, _)| *id).collect();
         kill_all(c, &ids).await?;

@@ -29,8 +29,15 @@ pub async fn terminate(
                 .or_default()
                 .insert(session.pid);
         }
-        // Sessions the master may not signal will not end by waiting: they are reported as remaining.
-        if left.iter().all(|s| !s.may) || !recheck.wait().await {
+        if left.is_empty() {
+            // Believed once settled, else confirmed by one more check then.
+            if recheck.settled() {
+                break;
+            }
+            recheck.settle().await;
+        } else if left.iter().all(|s| !s.may) || !recheck.wait().await {
+            // Sessions the master may not signal will not end by waiting, and past the deadline the ones
+            // left are reported as remaining.
             break;
         }
         left = signal(db, roles).await?;
