@@ -547,6 +547,41 @@ async fn a_failed_session_kill_is_finished_by_okta_s_retry() {
     );
 }
 
+/// A superuser whose role holds `role`, with a live session: one the master may not end.
+struct SuperuserHolder {
+    name: String,
+    session: tokio_postgres::Client,
+}
+
+impl SuperuserHolder {
+    async fn of(env: &TestEnv, role: &str) -> Self {
+        let name = format!("{}_holder_su", env.prefix);
+        env.superuser()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {name} SUPERUSER LOGIN PASSWORD 'holder-pw'; GRANT {} TO {name}",
+                quote_ident(role).unwrap()
+            ))
+            .await
+            .expect("a superuser holding the role");
+        let session = servers()
+            .connect(&env.database, &name, "holder-pw")
+            .await
+            .expect("the superuser's session");
+        Self { name, session }
+    }
+
+    async fn remove(self, env: &TestEnv) {
+        let Self { name, session } = self;
+        drop(session);
+        env.superuser()
+            .await
+            .batch_execute(&format!("DROP OWNED BY {name}; DROP ROLE {name}"))
+            .await
+            .expect("drop the holder");
+    }
+}
+
 /// A session the master may not end (here a superuser's, whose role holds the user's) is left and reported,
 /// and Okta is asked to retry, but it must not shield the user's own sessions: `pg_terminate_backend` raises
 /// an error for it, which used to fail the whole kill statement.
@@ -557,18 +592,7 @@ async fn a_session_the_master_may_not_end_does_not_undo_the_revocation() {
     let u = User::new("00u7jsigAbCdEf0h8", &env.login("sig"));
     onboard(&app, &u).await;
     let role = env.login("sig");
-    let holder = format!("{}_holder_su", env.prefix);
-    let su = env.superuser().await;
-    su.batch_execute(&format!(
-        "CREATE ROLE {holder} SUPERUSER LOGIN PASSWORD 'holder-pw'; GRANT {} TO {holder}",
-        quote_ident(&role).unwrap()
-    ))
-    .await
-    .expect("a superuser holding the user's role");
-    let held = servers()
-        .connect(&env.database, &holder, "holder-pw")
-        .await
-        .expect("the superuser's session");
+    let holder = SuperuserHolder::of(&env, &role).await;
     let user_session = env.open_session_as(&role).await;
 
     let (status, body) = send(
@@ -588,7 +612,7 @@ async fn a_session_the_master_may_not_end_does_not_undo_the_revocation() {
         "the user's own session is gone"
     );
     assert!(
-        held.simple_query("SELECT 1").await.is_ok(),
+        holder.session.simple_query("SELECT 1").await.is_ok(),
         "the superuser's session is not the master's to end"
     );
     let audit = env.audit().await;
@@ -608,10 +632,7 @@ async fn a_session_the_master_may_not_end_does_not_undo_the_revocation() {
         ("terminate_sessions", "failed", "1 terminated, 1 remaining")
     );
 
-    drop(held);
-    su.batch_execute(&format!("DROP OWNED BY {holder}; DROP ROLE {holder}"))
-        .await
-        .expect("drop the holder");
+    holder.remove(&env).await;
 }
 
 /// A delivery bigger than `users_per_transaction` converges in batches: sessions one batch cannot end must
@@ -632,18 +653,7 @@ async fn sessions_one_batch_cannot_end_do_not_hold_back_the_next_batches() {
         )
         .await;
     }
-    let holder = format!("{}_batch_su", env.prefix);
-    let su = env.superuser().await;
-    su.batch_execute(&format!(
-        "CREATE ROLE {holder} SUPERUSER LOGIN PASSWORD 'holder-pw'; GRANT {} TO {holder}",
-        quote_ident(&first.login).unwrap()
-    ))
-    .await
-    .expect("a superuser holding the first user's role");
-    let held = servers()
-        .connect(&env.database, &holder, "holder-pw")
-        .await
-        .expect("the superuser's session");
+    let holder = SuperuserHolder::of(&env, &first.login).await;
     let second_session = env.open_session_as(&second.login).await;
 
     // Okta ids order the batches: the first user's (with the session left) comes first.
@@ -669,8 +679,5 @@ async fn sessions_one_batch_cannot_end_do_not_hold_back_the_next_batches() {
         "the second batch's session ended"
     );
 
-    drop(held);
-    su.batch_execute(&format!("DROP OWNED BY {holder}; DROP ROLE {holder}"))
-        .await
-        .expect("drop the holder");
+    holder.remove(&env).await;
 }
